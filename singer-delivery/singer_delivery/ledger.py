@@ -1,0 +1,341 @@
+"""The delivery ledger: what each destination acknowledged, per scope.
+
+Change detection compares a record's payload fingerprint with the one stored
+here for its key. Only hashes are kept for that (no personal data); mirror
+audiences additionally keep the real member IDs, because removing a member
+needs its ID. Every read and write works on one batch of keys at a time, so
+a ledger of millions of keys never has to fit in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import time
+import typing as t
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+logger = logging.getLogger(__name__)
+
+LOOKUP_CHUNK = 500
+SUPPORTED_DIALECTS = ("sqlite", "postgresql")
+
+metadata = sa.MetaData()
+scopes = sa.Table(
+    "ledger_scopes",
+    metadata,
+    sa.Column("scope_id", sa.String(32), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+deliveries = sa.Table(
+    "ledger_deliveries",
+    metadata,
+    sa.Column("scope_id", sa.String(32), primary_key=True),
+    sa.Column("key_hash", sa.String(32), primary_key=True),
+    sa.Column("fingerprint", sa.String(32), nullable=False),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=False),
+)
+members = sa.Table(
+    "ledger_members",
+    metadata,
+    sa.Column("scope_id", sa.String(32), primary_key=True),
+    sa.Column("member_id", sa.String(512), primary_key=True),
+    sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+class LedgerBusy(RuntimeError):
+    """Another run holds the lock for the same destination."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The destination object a ledger row belongs to.
+
+    Changing any part (the instance, the object type, the table or group, or
+    the stream name) starts an empty history: every record is sent again and
+    a mirror starts over with no remembered members.
+    """
+
+    target: str
+    instance: str
+    object_type: str
+    object_name: str
+    stream: str
+
+    @property
+    def scope_id(self) -> str:
+        """A short stable id for the scope."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def default_ledger_url(environ: t.Mapping[str, str] = os.environ) -> str:
+    """SQLite under the Meltano project's ``.meltano/`` folder, else the cwd."""
+    root = environ.get("MELTANO_PROJECT_ROOT")
+    folder = Path(root) / ".meltano" if root else Path.cwd()
+    return f"sqlite:///{folder / 'delivery-ledger.sqlite'}"
+
+
+def normalize_url(url: str) -> str:
+    """Let users write plain ``postgresql://`` and get the bundled psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def validate_ledger_url(url: str) -> str | None:
+    """An error message for an unusable ``ledger_url``, or None."""
+    try:
+        parsed = sa.engine.make_url(normalize_url(url))
+    except sa.exc.ArgumentError:
+        return f"ledger_url {url!r} is not a SQLAlchemy URL"
+    if parsed.get_backend_name() not in SUPPORTED_DIALECTS:
+        return (
+            f"ledger_url uses {parsed.get_backend_name()!r}; use a sqlite:/// "
+            "file or a postgresql:// database"
+        )
+    return None
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _chunks(items: Sequence[t.Any], size: int) -> Iterator[Sequence[t.Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Ledger:
+    """Thread-safe access to the ledger tables (SQLite or PostgreSQL)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = sa.engine.make_url(normalize_url(url))
+        self.dialect = self.url.get_backend_name()
+        self.engine = self._create_engine()
+        metadata.create_all(self.engine)
+
+    def _create_engine(self) -> sa.Engine:
+        if self.dialect != "sqlite":
+            return sa.create_engine(self.url, pool_pre_ping=True)
+        if self.url.database and self.url.database != ":memory:":
+            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            self.url, connect_args={"timeout": 60, "check_same_thread": False}
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: t.Any, _record: t.Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+
+    def _insert(self) -> t.Any:
+        return (sqlite if self.dialect == "sqlite" else postgresql).insert
+
+    def register(self, scope: Scope) -> None:
+        """Remember what a scope id stands for, for people reading the ledger."""
+        stmt = (
+            self._insert()(scopes)
+            .values(
+                scope_id=scope.scope_id,
+                description=json.dumps(asdict(scope), sort_keys=True),
+                created_at=_now(),
+            )
+            .on_conflict_do_nothing(index_elements=["scope_id"])
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def fingerprints(self, scope_id: str, key_hashes: Sequence[str]) -> dict[str, str]:
+        """The last delivered fingerprint for each of the given keys that has one."""
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(key_hashes, LOOKUP_CHUNK):
+                rows = conn.execute(
+                    sa.select(deliveries.c.key_hash, deliveries.c.fingerprint).where(
+                        deliveries.c.scope_id == scope_id,
+                        deliveries.c.key_hash.in_(chunk),
+                    )
+                )
+                found.update({row.key_hash: row.fingerprint for row in rows})
+        return found
+
+    def record_deliveries(
+        self, scope_id: str, delivered: Sequence[tuple[str, str]]
+    ) -> None:
+        """Store (key hash, fingerprint) pairs the API acknowledged."""
+        if not delivered:
+            return
+        now = _now()
+        insert = self._insert()(deliveries)
+        stmt = insert.on_conflict_do_update(
+            index_elements=["scope_id", "key_hash"],
+            set_={
+                "fingerprint": insert.excluded.fingerprint,
+                "delivered_at": insert.excluded.delivered_at,
+            },
+        )
+        with self.engine.begin() as conn:
+            for chunk in _chunks(delivered, LOOKUP_CHUNK):
+                conn.execute(
+                    stmt,
+                    [
+                        {
+                            "scope_id": scope_id,
+                            "key_hash": key,
+                            "fingerprint": fp,
+                            "delivered_at": now,
+                        }
+                        for key, fp in chunk
+                    ],
+                )
+
+    def delivered_count(self, scope_id: str) -> int:
+        """How many keys the scope holds."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.scalar(
+                    sa.select(sa.func.count()).where(deliveries.c.scope_id == scope_id)
+                )
+                or 0
+            )
+
+    def add_members(self, scope_id: str, member_ids: Iterable[str]) -> None:
+        """Remember members the API confirmed as added."""
+        now = _now()
+        rows = [
+            {"scope_id": scope_id, "member_id": m, "added_at": now} for m in member_ids
+        ]
+        if not rows:
+            return
+        stmt = (
+            self._insert()(members)
+            .values()
+            .on_conflict_do_nothing(index_elements=["scope_id", "member_id"])
+        )
+        with self.engine.begin() as conn:
+            for chunk in _chunks(rows, LOOKUP_CHUNK):
+                conn.execute(stmt, list(chunk))
+
+    def remove_members(self, scope_id: str, member_ids: Sequence[str]) -> None:
+        """Forget members the API confirmed as removed."""
+        with self.engine.begin() as conn:
+            for chunk in _chunks(member_ids, LOOKUP_CHUNK):
+                conn.execute(
+                    sa.delete(members).where(
+                        members.c.scope_id == scope_id,
+                        members.c.member_id.in_(chunk),
+                    )
+                )
+
+    def member_count(self, scope_id: str) -> int:
+        """How many members the ledger remembers for a group scope."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.scalar(
+                    sa.select(sa.func.count()).where(members.c.scope_id == scope_id)
+                )
+                or 0
+            )
+
+    def iter_members(self, scope_id: str, batch: int = LOOKUP_CHUNK) -> Iterator[str]:
+        """Every remembered member, streamed in key order."""
+        last = ""
+        while True:
+            with self.engine.connect() as conn:
+                page = list(
+                    conn.scalars(
+                        sa.select(members.c.member_id)
+                        .where(
+                            members.c.scope_id == scope_id,
+                            members.c.member_id > last,
+                        )
+                        .order_by(members.c.member_id)
+                        .limit(batch)
+                    )
+                )
+            if not page:
+                return
+            yield from page
+            last = page[-1]
+
+    @contextlib.contextmanager
+    def run_lock(self, name: str, timeout: float) -> Iterator[None]:
+        """Hold an exclusive lock for one destination for the whole run.
+
+        The lock dies with the process (a file lock for SQLite, a session
+        advisory lock for PostgreSQL), so a run killed with SIGKILL never
+        leaves a stale lock behind for the rerun.
+        """
+        digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+        try_lock, release = (
+            self._pg_lock(int.from_bytes(digest, "big", signed=True))
+            if self.dialect == "postgresql"
+            else self._file_lock(digest.hex())
+        )
+        deadline = time.monotonic() + timeout
+        while not try_lock():
+            if time.monotonic() >= deadline:
+                release()
+                msg = (
+                    f"another run is writing to {name} with the same ledger "
+                    f"and still held the ledger lock after {timeout:.0f} s; "
+                    "let it finish (or raise ledger_lock_timeout) before "
+                    "starting this one"
+                )
+                raise LedgerBusy(msg)
+            time.sleep(0.2)
+        try:
+            yield
+        finally:
+            release()
+
+    def _pg_lock(self, key: int) -> tuple[t.Callable[[], bool], t.Callable[[], None]]:
+        conn = self.engine.connect()
+
+        def try_lock() -> bool:
+            locked = conn.scalar(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
+            conn.commit()
+            return bool(locked)
+
+        def release() -> None:
+            conn.close()
+
+        return try_lock, release
+
+    def _file_lock(
+        self, suffix: str
+    ) -> tuple[t.Callable[[], bool], t.Callable[[], None]]:
+        database = self.url.database
+        if not database or database == ":memory:":
+            return (lambda: True), (lambda: None)
+        handle = open(f"{database}.{suffix}.lock", "a+")  # noqa: SIM115
+
+        def try_lock() -> bool:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+
+        def release() -> None:
+            handle.close()
+
+        return try_lock, release

@@ -1,0 +1,51 @@
+"""JSON encoding for payloads and fingerprints.
+
+Records arrive with ``Decimal``, ``date`` and ``datetime`` values that the
+standard ``json`` module cannot encode. msgspec writes decimals as exact JSON
+numbers, and with sorted keys it also gives the canonical form that change
+detection hashes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import hashlib
+import typing as t
+
+import msgspec
+
+
+def _encode_extra(value: t.Any) -> t.Any:
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    msg = f"cannot encode {type(value).__name__} as JSON"
+    raise TypeError(msg)
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=_encode_extra, decimal_format="number")
+_CANONICAL_ENCODER = msgspec.json.Encoder(
+    enc_hook=_encode_extra, decimal_format="number", order="sorted"
+)
+
+
+def dumps(value: t.Any) -> bytes:
+    """Encode a request body; decimals stay exact numbers."""
+    return _ENCODER.encode(value)
+
+
+def canonical_json(value: t.Any) -> bytes:
+    """Encode with sorted keys so equal payloads give equal bytes."""
+    return _CANONICAL_ENCODER.encode(value)
+
+
+def fingerprint(payload: t.Any) -> str:
+    """A stable hash of a mapped payload, as stored in the ledger."""
+    return hashlib.blake2b(canonical_json(payload), digest_size=16).hexdigest()
+
+
+def key_hash(key: str) -> str:
+    """The ledger stores this instead of the key itself (minimal personal data)."""
+    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()

@@ -1,0 +1,129 @@
+"""The target side of the delivery pipeline: checkpoints, lock and report.
+
+singer-sdk writes STATE only from ``drain_all`` and knows nothing of batches
+still being delivered on worker threads. This base class drains on STATE
+(throttled), waits for every delivery before a STATE goes out, holds the
+ledger lock for the run and ends it with the report.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import logging
+import sys
+import time
+import typing as t
+
+from singer_sdk import Target
+from singer_sdk.contrib.msgspec import MsgSpecReader
+from singer_sdk.exceptions import ConfigValidationError
+
+from singer_delivery.report import ProgressLogger
+from singer_delivery.run import DeliveryRun, RejectRatioExceeded
+from singer_delivery.settings import check_delivery_settings
+from singer_delivery.sink import MAX_BATCH_ROWS, DeliverySink
+
+logger = logging.getLogger(__name__)
+
+
+class DeliveryTarget(Target, abc.ABC):
+    """A Singer target that delivers records to an API, at least once."""
+
+    message_reader_class = MsgSpecReader
+
+    #: Seconds between STATE-triggered drains; the first STATE drains at once.
+    state_drain_interval: t.ClassVar[float] = 10.0
+
+    #: Seconds between progress lines.
+    progress_interval: t.ClassVar[float] = 15.0
+
+    def __init__(self, **kwargs: t.Any) -> None:
+        super().__init__(**kwargs)
+        self._last_state_drain = 0.0
+        self.run = DeliveryRun.from_config(self.name, self.config)
+        self._exit_stack = contextlib.ExitStack()
+        self._exit_stack.enter_context(
+            self.run.ledger.run_lock(
+                self.lock_name, float(self.config.get("ledger_lock_timeout", 60))
+            )
+        )
+        self.preflight()
+        self._progress = ProgressLogger(
+            lambda: self.run.streams.values(), self.progress_interval
+        )
+        self._progress.start()
+
+    # --- hooks for destinations -------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def lock_name(self) -> str:
+        """Names the destination instance: one run at a time writes to it."""
+
+    def check_settings(self) -> list[str]:
+        """Problems with the config beyond its JSON schema (override and extend)."""
+        errors = check_delivery_settings(self.config)
+        batch_size = self.config.get("batch_size_rows")
+        if batch_size is not None and not 1 <= batch_size <= MAX_BATCH_ROWS:
+            errors.append(
+                f"batch_size_rows must be between 1 and {MAX_BATCH_ROWS} "
+                f"(got {batch_size}); the API takes at most {MAX_BATCH_ROWS} "
+                "entries per request"
+            )
+        return errors
+
+    def preflight(self) -> None:
+        """Read-only checks against the API before any input is read."""
+
+    # --- config -------------------------------------------------------------
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """Add the cross-setting checks to the SDK's JSON-schema validation."""
+        errors = super()._validate_config(raise_errors=raise_errors)
+        errors += self.check_settings()
+        if errors and raise_errors:
+            raise ConfigValidationError(
+                "Config validation failed", errors=errors, schema=self.config_jsonschema
+            )
+        return errors
+
+    # --- checkpoints --------------------------------------------------------
+
+    def _process_state_message(self, message_dict: dict) -> None:
+        """Drain on STATE so checkpoints follow delivery, not the 5-minute timer."""
+        super()._process_state_message(message_dict)
+        if time.monotonic() - self._last_state_drain >= self.state_drain_interval:
+            self.drain_all()
+            self._last_state_drain = time.monotonic()
+
+    def _write_state_message(self, state: dict) -> None:
+        """Only once every record read so far was delivered or rejected."""
+        self.wait_for_deliveries()
+        super()._write_state_message(state)
+
+    def _delivery_sinks(self) -> list[DeliverySink]:
+        sinks = [*self._sinks_active.values(), *self._sinks_to_clear]
+        return [s for s in sinks if isinstance(s, DeliverySink)]
+
+    def wait_for_deliveries(self) -> None:
+        """Block until no batch is in flight; re-raise a worker's fatal error."""
+        for sink in self._delivery_sinks():
+            sink.wait_for_deliveries()
+
+    # --- end of run ---------------------------------------------------------
+
+    def process_endofpipe(self) -> None:
+        """Drain everything, then report and judge the run."""
+        super().process_endofpipe()
+        self.finish()
+
+    def finish(self) -> None:
+        """Print the report; exit non-zero when rejects passed the threshold."""
+        self._progress.stop()
+        self._exit_stack.close()
+        try:
+            self.run.finish()
+        except RejectRatioExceeded as exc:
+            self.logger.error("%s", exc)
+            sys.exit(1)

@@ -1,0 +1,1 @@
+"""target-agillic: keep Agillic recipients in sync with a warehouse."""

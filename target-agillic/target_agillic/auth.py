@@ -1,0 +1,85 @@
+"""OAuth2 client credentials for the Agillic API.
+
+One token serves every thread. It is fetched on first use, renewed shortly
+before ``expires_in`` runs out, and renewed once more when a call answers
+401 (e.g. the instance revoked it early).
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+
+from singer_delivery.http import FatalApiError, Transport
+from target_agillic.contract import TOKEN_PATH, error_of
+
+#: Renew when this share of the lifetime is left (capped at a minute).
+RENEW_SHARE = 0.1
+RENEW_CAP_SECONDS = 60.0
+
+
+class ClientCredentials:
+    """Thread-safe bearer token provider; never logs the key, secret or token."""
+
+    def __init__(self, transport: Transport, key: str, secret: str) -> None:
+        self._transport = transport
+        self._key = key
+        self._secret = secret
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._renew_at = 0.0
+        self.tokens_fetched = 0
+
+    def __repr__(self) -> str:
+        return "ClientCredentials(<redacted>)"
+
+    def apply(self, headers: dict[str, str]) -> object:
+        """Add the bearer header; return the token used so a 401 can renew it."""
+        token = self.token()
+        headers["Authorization"] = f"Bearer {token}"
+        return token
+
+    def refresh(self, failed: object) -> None:
+        """Drop the token that failed, unless another thread already did."""
+        with self._lock:
+            if self._token == failed:
+                self._token = None
+
+    def token(self) -> str:
+        """The current token, fetching a new one when it is missing or ageing."""
+        with self._lock:
+            if self._token is None or time.monotonic() >= self._renew_at:
+                self._fetch()
+            assert self._token is not None
+            return self._token
+
+    def _fetch(self) -> None:
+        response = self._transport.request(
+            "POST",
+            TOKEN_PATH,
+            route="POST /oauth2/token",
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": _basic(self._key, self._secret)},
+            authenticate=False,
+        )
+        if response.status_code != 200:
+            code, _ = error_of(response)
+            msg = (
+                f"Agillic refused the credentials (HTTP {response.status_code} "
+                f"{code}); check developer_key and developer_secret against the "
+                "Developer API key in Agillic's settings"
+            )
+            raise FatalApiError(msg, status=response.status_code, code=code)
+        body = response.json()
+        lifetime = float(body.get("expires_in") or 7200)
+        self._token = str(body["access_token"])
+        self._renew_at = (
+            time.monotonic() + lifetime - min(lifetime * RENEW_SHARE, RENEW_CAP_SECONDS)
+        )
+        self.tokens_fetched += 1
+
+
+def _basic(key: str, secret: str) -> str:
+    """HTTP Basic credentials, the style every OAuth2 server must accept."""
+    return "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode()

@@ -1,0 +1,115 @@
+"""Agillic API calls, one method per call this target makes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import requests
+
+from singer_delivery.http import ApiError, CallObserver, FatalApiError, Transport
+from singer_delivery.serialization import dumps
+from target_agillic import contract
+
+#: Task polling: first look soon (small batches finish fast), then back off.
+POLL_FIRST = 0.25
+POLL_FACTOR = 2.0
+POLL_CAP = 10.0
+
+
+@dataclass
+class AgillicClient:
+    """The calls of one stream, counted into that stream's observer."""
+
+    transport: Transport
+    observer: CallObserver | None = None
+    task_timeout: float = 600.0
+
+    def _call(
+        self, method: str, path: str, route: str, body: bytes | None = None
+    ) -> requests.Response:
+        return self.transport.request(
+            method, path, route=route, body=body, observer=self.observer
+        )
+
+    def create_recipient(self, person_data: dict) -> requests.Response:
+        """``POST /recipients``: 201, or 409 when the ID exists."""
+        body = dumps({"personData": person_data})
+        return self._call("POST", contract.RECIPIENTS_PATH, "POST /recipients", body)
+
+    def put_recipient(self, recipient_id: str, person_data: dict) -> requests.Response:
+        """``PUT /recipients/{id}``: 200 updated, 201 created (!)."""
+        body = dumps({"personData": person_data})
+        return self._call(
+            "PUT", contract.recipient_path(recipient_id), "PUT /recipients/{id}", body
+        )
+
+    def get_recipient(self, recipient_id: str) -> requests.Response:
+        """``GET /recipients/{id}``: 200 or 404; the only existence check."""
+        return self._call(
+            "GET", contract.recipient_path(recipient_id), "GET /recipients/{id}"
+        )
+
+    def persondata_fields(self) -> list[str]:
+        """The instance's Person Data field names."""
+        response = self._call(
+            "GET", contract.PERSONDATA_PATH, "GET /discovery/persondata"
+        )
+        self.raise_for_status(response, "reading the Person Data fields")
+        return contract.persondata_fields(response)
+
+    def run_batch(self, path: str, route: str, body: bytes) -> contract.TaskStatus:
+        """Submit an async batch and wait for its task to finish.
+
+        A task that ends ``failed`` applied nothing, so the same body is sent
+        again (up to the transport's retry budget).
+        """
+        for _ in range(self.transport.retry.total + 1):
+            response = self._call("POST", path, route, body)
+            if response.status_code != 202:
+                self.raise_for_status(response, route)
+            task_id = contract.task_id_of(response)
+            if task_id is None:
+                msg = f"{route} answered {response.status_code} without a taskId"
+                raise FatalApiError(msg, status=response.status_code)
+            status = self.wait_for_task(task_id)
+            if status.status == "completed":
+                return status
+        msg = (
+            f"{route}: every attempt ended as a failed task; Agillic applied "
+            "none of the batch"
+        )
+        raise FatalApiError(msg)
+
+    def wait_for_task(self, task_id: str) -> contract.TaskStatus:
+        """Poll with backoff until the task is finished or ``task_timeout`` passes."""
+        deadline = time.monotonic() + self.task_timeout
+        delay = POLL_FIRST
+        path = contract.TASK_PATH.format(task_id=task_id)
+        while True:
+            time.sleep(delay)
+            response = self._call("GET", path, "GET /recipients/v2/task/{taskId}")
+            self.raise_for_status(response, "polling a batch task")
+            status = contract.parse_task(response)
+            if status.finished:
+                return status
+            if time.monotonic() + delay > deadline:
+                msg = (
+                    f"batch task {task_id} was still {status.status} after "
+                    f"{self.task_timeout:.0f} s; raise task_timeout or check the "
+                    "instance's task queue"
+                )
+                raise FatalApiError(msg)
+            delay = min(delay * POLL_FACTOR, POLL_CAP)
+
+    @staticmethod
+    def raise_for_status(response: requests.Response, doing: str) -> None:
+        """Turn an unexpected answer into an ``ApiError`` with the API's words."""
+        if response.ok:
+            return
+        code, message = contract.error_of(response)
+        raise ApiError(
+            f"{doing} failed: HTTP {response.status_code} {code}: {message}",
+            status=response.status_code,
+            code=code,
+        )

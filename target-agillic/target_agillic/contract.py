@@ -1,0 +1,138 @@
+"""Agillic API shapes this target assumes (see api-contracts.md).
+
+The batch-upsert body, task status and error bodies are not publicly
+documented; they are fixed here, in one place, and parsed leniently (unknown
+fields ignored, error bodies never required to parse) so a real instance
+that differs needs a change in this module only.
+"""
+
+from __future__ import annotations
+
+import typing as t
+import urllib.parse
+from dataclasses import dataclass, field
+
+import requests
+
+TOKEN_PATH = "/oauth2/token"
+RECIPIENTS_PATH = "/recipients"
+UPSERT_PATH = "/recipients/v2/:upsert"
+TASK_PATH = "/recipients/v2/task/{task_id}"
+PERSONDATA_PATH = "/discovery/persondata"
+
+MAX_ENTRIES = 1000
+MAX_BODY_BYTES = 20 * 1024 * 1024
+QUOTA_CODE = "DAILY_QUOTA_EXCEEDED"
+
+
+def recipient_path(recipient_id: str) -> str:
+    """A recipient's URL path, its ID percent-encoded (``@`` → ``%40``)."""
+    return f"{RECIPIENTS_PATH}/{urllib.parse.quote(recipient_id, safe='')}"
+
+
+def _json(response: requests.Response) -> t.Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def error_of(response: requests.Response) -> tuple[str, str]:
+    """(code, message) from an error body, with fallbacks for any body."""
+    body = _json(response)
+    if isinstance(body, dict):
+        code = body.get("code") or body.get("error") or f"HTTP_{response.status_code}"
+        message = body.get("message") or body.get("error_description") or str(code)
+        return str(code), str(message)
+    return f"HTTP_{response.status_code}", response.reason or "no message"
+
+
+def quota_exhausted(response: requests.Response) -> str | None:
+    """A stop message when the daily call quota is spent (repeating is pointless)."""
+    if response.status_code != 429:
+        return None
+    code, message = error_of(response)
+    if code != QUOTA_CODE:
+        return None
+    return (
+        f"Agillic's daily API quota is spent ({QUOTA_CODE}: {message}). The run "
+        "stopped; nothing after the last STATE was lost. Run again after the "
+        "quota resets, or ask Agillic to raise it."
+    )
+
+
+@dataclass(frozen=True)
+class EntryError:
+    """One refused entry of a batch task; ``index`` is its request position."""
+
+    index: int
+    code: str
+    message: str
+    recipient_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """The parts of a task status this target uses."""
+
+    status: str
+    created: int = 0
+    updated: int = 0
+    errors: tuple[EntryError, ...] = field(default_factory=tuple)
+
+    @property
+    def finished(self) -> bool:
+        """``completed`` (maybe with per-entry errors) or ``failed`` (none applied)."""
+        return self.status in ("completed", "failed")
+
+
+def task_id_of(response: requests.Response) -> str | None:
+    """The task id of a 202 answer, or None when the body lacks it."""
+    body = _json(response)
+    if isinstance(body, dict) and body.get("taskId") is not None:
+        return str(body["taskId"])
+    return None
+
+
+def _dict(value: t.Any) -> dict[str, t.Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _as_int(value: t.Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def parse_task(response: requests.Response) -> TaskStatus:
+    """Read a task status body, tolerating missing parts."""
+    body = _json(response)
+    if not isinstance(body, dict):
+        return TaskStatus(status="unknown")
+    details = _dict(body.get("details"))
+    result = _dict(details.get("result"))
+    errors = tuple(
+        EntryError(
+            index=_as_int(e.get("index")),
+            code=str(e.get("code") or "ERROR"),
+            message=str(e.get("message") or e.get("code") or "refused"),
+            recipient_id=e.get("recipientId"),
+        )
+        for e in result.get("errors") or []
+        if isinstance(e, dict) and e.get("index") is not None
+    )
+    return TaskStatus(
+        status=str(body.get("status") or "unknown").lower(),
+        created=_as_int(result.get("created")),
+        updated=_as_int(result.get("updated")),
+        errors=errors,
+    )
+
+
+def persondata_fields(response: requests.Response) -> list[str]:
+    """Field names from the Person Data discovery answer."""
+    body = _json(response)
+    if not isinstance(body, list):
+        return []
+    return [str(f["name"]) for f in body if isinstance(f, dict) and "name" in f]

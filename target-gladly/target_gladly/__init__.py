@@ -1,0 +1,1 @@
+"""target-gladly: keep Gladly customer profiles in sync with a warehouse."""

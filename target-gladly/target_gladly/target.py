@@ -1,0 +1,1 @@
+"""target-gladly: placeholder until the Gladly issue lands."""
