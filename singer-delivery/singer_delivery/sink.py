@@ -205,17 +205,20 @@ class DeliverySink(BatchSink, abc.ABC):
         self.stats.add(received=1)
         if self._invalid is not None:
             self.stats.add(invalid=1)
-            self.reject(self._invalid, record)
+            self.reject(
+                dataclasses.replace(self._invalid, key=self.source_key(record)), record
+            )
             return
         try:
             key, payload = self.map_record(record)
         except RecordRejected as exc:
-            self.reject(
-                Reject(
-                    key=None, reason=exc.reason, message=exc.message, fields=exc.fields
-                ),
-                record,
+            reject = Reject(
+                key=self.source_key(record),
+                reason=exc.reason,
+                message=exc.message,
+                fields=exc.fields,
             )
+            self.reject(reject, record)
             return
         item = Item(
             key=key,
@@ -229,6 +232,16 @@ class DeliverySink(BatchSink, abc.ABC):
             self.stats.add(duplicates=1)
             self.tally_duplicate_merged()
         items[item.key_hash] = item
+
+    def source_key(self, record: t.Mapping[str, t.Any]) -> str | None:
+        """The record's key in the source (its stream's key properties).
+
+        Used for records rejected before they have a destination key, so the
+        rejects file still says which row to fix.
+        """
+        if not self.key_properties:
+            return None
+        return ",".join(f"{k}={record.get(k)}" for k in self.key_properties)
 
     def reject(
         self, reject: Reject, record: t.Mapping[str, t.Any] | None = None

@@ -56,8 +56,10 @@ class RecipientSink(DeliverySink):
 
     target: TargetAgillic
 
-    def __init__(self, target: TargetAgillic, stream_name: str, *args: t.Any) -> None:
-        super().__init__(target, stream_name, *args)
+    def __init__(
+        self, target: TargetAgillic, stream_name: str, **kwargs: t.Any
+    ) -> None:
+        super().__init__(target=target, stream_name=stream_name, **kwargs)
         self.settings = target.stream_settings(stream_name)
         self.sync_mode: str = self.settings.get("sync_mode") or "upsert"
         self.mapping = PersonDataMapping.from_settings(self.settings)

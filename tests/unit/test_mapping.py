@@ -1,0 +1,80 @@
+"""Records to Person Data: mapping, keys and value formats."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+
+import pytest
+
+from singer_delivery.sink import RecordRejected
+from target_agillic.mapping import PersonDataMapping, to_strftime
+
+
+def mapping(**settings: object) -> PersonDataMapping:
+    return PersonDataMapping.from_settings(settings)
+
+
+def test_without_mapping_fields_keep_their_names_and_sdc_fields_are_dropped() -> None:
+    data = mapping().person_data({"EMAIL": "a@b.com", "TIER": "gold", "_sdc_x": 1})
+    assert data == {"EMAIL": "a@b.com", "TIER": "gold"}
+
+
+def test_with_mapping_only_mapped_fields_are_sent() -> None:
+    m = mapping(field_mapping={"email": "EMAIL", "first": "FIRSTNAME"})
+    data = m.person_data({"email": "a@b.com", "first": "Ada", "secret_col": "x"})
+    assert data == {"EMAIL": "a@b.com", "FIRSTNAME": "Ada"}
+
+
+def test_mapped_field_absent_from_record_is_not_sent() -> None:
+    m = mapping(field_mapping={"email": "EMAIL", "first": "FIRSTNAME"})
+    assert m.person_data({"email": "a@b.com"}) == {"EMAIL": "a@b.com"}
+
+
+@pytest.mark.parametrize("value", [None, "", "   "])
+def test_missing_or_blank_recipient_id_is_rejected(value: object) -> None:
+    with pytest.raises(RecordRejected) as exc:
+        mapping().recipient_id({"EMAIL": value})
+    assert exc.value.reason == "missing_recipient_id"
+    assert exc.value.fields == ("EMAIL",)
+
+
+def test_recipient_id_field_is_configurable() -> None:
+    m = mapping(recipient_id_field="CUSTOMER_ID")
+    assert m.recipient_id({"CUSTOMER_ID": 42, "EMAIL": "x"}) == "42"
+
+
+def test_dates_and_timestamps_use_the_configured_formats() -> None:
+    m = mapping()
+    assert m.value("D", datetime.date(2024, 3, 7)) == "07.03.2024"
+    ts = datetime.datetime(2024, 3, 7, 9, 5, 1)
+    assert m.value("T", ts) == "07.03.2024 09:05:01"
+
+
+def test_custom_formats_and_aware_timestamps_in_utc() -> None:
+    m = mapping(date_format="yyyy-MM-dd", timestamp_format="yyyy-MM-dd'T'HH:mm:ss.SSS")
+    tz = datetime.timezone(datetime.timedelta(hours=2))
+    ts = datetime.datetime(2024, 3, 7, 9, 5, 1, 250000, tzinfo=tz)
+    assert m.value("T", ts) == "2024-03-07T07:05:01.250"
+    assert m.value("D", datetime.date(2024, 12, 31)) == "2024-12-31"
+
+
+def test_decimals_stay_exact_and_integral_ones_become_ints() -> None:
+    m = mapping()
+    assert m.value("N", decimal.Decimal("12.50")) == decimal.Decimal("12.50")
+    assert m.value("N", decimal.Decimal("42.000")) == 42
+    assert isinstance(m.value("N", decimal.Decimal("42.000")), int)
+    assert m.value("B", True) is True
+
+
+def test_nested_values_are_rejected_naming_the_field() -> None:
+    with pytest.raises(RecordRejected) as exc:
+        mapping().person_data({"EMAIL": "a@b.com", "ADDR": {"city": "x"}})
+    assert exc.value.reason == "unsupported_value"
+    assert exc.value.fields == ("ADDR",)
+
+
+def test_unsupported_pattern_letter_is_named() -> None:
+    with pytest.raises(ValueError, match="'Q'"):
+        to_strftime("dd.MM.yyyy Q")
+    assert to_strftime("dd/MM/yy") == "%d/%m/%y"
