@@ -131,11 +131,14 @@ class Ledger:
     def _create_engine(self) -> sa.Engine:
         if self.dialect != "sqlite":
             return sa.create_engine(self.url, pool_pre_ping=True)
-        if self.url.database and self.url.database != ":memory:":
-            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(
-            self.url, connect_args={"timeout": 60, "check_same_thread": False}
-        )
+        connect_args = {"timeout": 60, "check_same_thread": False}
+        if not self.url.database or self.url.database == ":memory:":
+            # one shared connection, or each thread would see its own empty DB
+            return sa.create_engine(
+                self.url, connect_args=connect_args, poolclass=sa.pool.StaticPool
+            )
+        Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(self.url, connect_args=connect_args)
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: t.Any, _record: t.Any) -> None:
