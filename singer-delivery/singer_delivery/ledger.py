@@ -319,6 +319,8 @@ class Ledger:
             return bool(locked)
 
         def release() -> None:
+            # invalidate: a pooled connection would keep the session, and its lock
+            conn.invalidate()
             conn.close()
 
         return try_lock, release

@@ -213,11 +213,12 @@ class ProgressLogger:
     def _log(self, stats: StreamStats) -> None:
         now = time.monotonic()
         done = stats.delivered + stats.rejected_total + stats.unchanged
-        before = self._seen.get(stats.stream)
-        self._seen[stats.stream] = (stats.received, done, now)
-        if before and before[:2] == (stats.received, done):
+        received, previous_done, since = self._seen.get(
+            stats.stream, (0, 0, stats.started)
+        )
+        if (received, previous_done) == (stats.received, done):
             return
-        previous_done, since = (before[1], before[2]) if before else (0, stats.started)
+        self._seen[stats.stream] = (stats.received, done, now)
         rate = (done - previous_done) / max(now - since, 1e-9)
         logger.info(
             "progress %s: received %d, sent %d, delivered %d, unchanged %d, "

@@ -57,7 +57,7 @@ def test_token_is_fetched_once_with_basic_credentials_and_shared_by_threads() ->
 
 
 def test_token_is_renewed_before_it_expires() -> None:
-    transport, auth, m = make(lifetime=1)
+    _transport, auth, m = make(lifetime=1)
     with m:
         first = auth.token()
         time.sleep(0.95)
@@ -67,7 +67,7 @@ def test_token_is_renewed_before_it_expires() -> None:
 
 
 def test_401_renews_the_token_once() -> None:
-    transport, auth, m = make()
+    transport, _auth, m = make()
     with m:
         m.get(f"{BASE}/x", [{"status_code": 401}, {"status_code": 200}])
         assert transport.request("GET", "/x").status_code == 200
@@ -78,7 +78,7 @@ def test_401_renews_the_token_once() -> None:
 
 
 def test_bad_credentials_name_the_settings_and_never_the_secret() -> None:
-    transport, auth, m = make()
+    _transport, auth, m = make()
     with m:
         m.post(
             f"{BASE}/oauth2/token", status_code=401, json={"error": "invalid_client"}

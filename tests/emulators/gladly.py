@@ -1,0 +1,368 @@
+"""Gladly REST API emulator, per /work/shared/api-contracts.md ("Gladly").
+
+Run standalone: `python -m tests.emulators.gladly --port 8766 --rate-limit 10`.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import secrets
+import sys
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from tests.emulators.base import (
+    EmulatorServer,
+    Request,
+    Response,
+    basic_credentials,
+    run_cli,
+    status_word,
+)
+
+PROFILES = "/api/v1/customer-profiles"
+PROFILE_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "image",
+        "address",
+        "emails",
+        "phones",
+        "externalCustomerId",
+        "customAttributes",
+    }
+)
+TEXT_FIELDS = ("name", "image", "address", "externalCustomerId")
+PHONE_TYPES = frozenset({"MOBILE", "HOME", "OFFICE"})
+FIND_KEYS = ("email", "phoneNumber", "externalCustomerId")
+MAX_FOUND = 50
+URL_SAFE_ID = re.compile(r"[A-Za-z0-9._~-]{1,49}")
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+PHONE = re.compile(r"\+?[0-9]{7,15}")
+
+Profile = dict[str, Any]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def normalize_email(value: str) -> str:
+    """Emails match case-insensitively on the trimmed, lower-cased value."""
+    return value.strip().lower()
+
+
+def normalize_phone(value: str) -> str:
+    """Drop separators so "+45 12-34" and "+4512 34" compare equal."""
+    return re.sub(r"[\s().-]", "", value)
+
+
+def _emails(profile: Profile) -> set[str]:
+    return {normalize_email(e["original"]) for e in profile.get("emails") or []}
+
+
+def _phones(profile: Profile, mobile_only: bool) -> set[str]:
+    return {
+        normalize_phone(p["original"])
+        for p in profile.get("phones") or []
+        if not mobile_only or p.get("type") == "MOBILE"
+    }
+
+
+def _union(kept: list[Any], extra: list[Any], key: Callable[[Any], str]) -> list[Any]:
+    seen = {key(item) for item in kept}
+    return kept + [item for item in extra if key(item) not in seen]
+
+
+class GladlyEmulator(EmulatorServer):
+    """In-memory Gladly organization: Basic auth, customer profiles, rate limit.
+
+    The rate limit is a rolling one-second window per HTTP method: a request
+    is admitted when fewer than `rate_limit` requests of its method were
+    admitted in the preceding second. Rejected (429) requests do not count.
+    """
+
+    settings: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        **EmulatorServer.settings,
+        "username": str,
+        "api_token": str,
+        "rate_limit": int,
+        "forbidden": bool,
+    }
+    write_methods = frozenset({"POST", "PATCH"})
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        username: str = "agent@example.com",
+        api_token: str = "demo-token",
+        rate_limit: int = 10,
+        forbidden: bool = False,
+        latency: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(host, port, latency=latency, seed=seed)
+        self.username = username
+        self.api_token = api_token
+        self.rate_limit = rate_limit
+        self.forbidden = forbidden
+        self.route("GET", "/api/v1/organization", self._organization)
+        self.route("POST", PROFILES, self._create)
+        self.route("GET", PROFILES, self._find)
+        self.route("GET", PROFILES + "/{id}", self._read)
+        self.route("PATCH", PROFILES + "/{id}", self._patch)
+        self._reset_data()
+
+    # -- helpers for tests -----------------------------------------------
+
+    def add_profile(self, profile: Profile) -> str:
+        """Seed a profile without validation; returns its id."""
+        with self._lock:
+            stamp = _now()
+            stored = {"createdAt": stamp, "updatedAt": stamp, **copy.deepcopy(profile)}
+            stored.setdefault("id", secrets.token_urlsafe(16))
+            self.profiles[stored["id"]] = stored
+            return str(stored["id"])
+
+    def merge(self, old_id: str, into_id: str) -> None:
+        """Merge `old_id` into `into_id`: old reads answer 301, contacts move."""
+        with self._lock:
+            old, into = self.profiles.pop(old_id), self.profiles[into_id]
+            into["emails"] = _union(
+                into.get("emails") or [],
+                old.get("emails") or [],
+                lambda e: normalize_email(e["original"]),
+            )
+            into["phones"] = _union(
+                into.get("phones") or [],
+                old.get("phones") or [],
+                lambda p: normalize_phone(p["original"]),
+            )
+            self.merged[old_id] = into_id
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                **super().snapshot(),
+                "profiles": self.profiles,
+                "merged": self.merged,
+                "rate_limited": self.rate_limited,
+                "rate_limited_by_method": dict(self.rate_limited_by_method),
+            }
+
+    # -- base hooks --------------------------------------------------------
+
+    def error(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        attr: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Response:
+        entry: dict[str, Any] = {"code": code or status_word(status).lower()}
+        if attr is not None:
+            entry["attr"] = attr
+        entry["detail"] = message
+        if meta is not None:
+            entry["meta"] = meta
+        return Response(status, {"errors": [entry]})
+
+    def _reset_data(self) -> None:
+        self.profiles: dict[str, Profile] = {}
+        self.merged: dict[str, str] = {}  # merged-away id → surviving id
+        self.rate_limited = 0
+        self.rate_limited_by_method: Counter[str] = Counter()
+        self._windows: dict[str, deque[float]] = {}
+
+    def _gate(self, request: Request) -> Response | None:
+        """Basic auth, permission, then the per-method rate limit."""
+        if basic_credentials(request.headers) != (self.username, self.api_token):
+            return self.error(401, "missing or bad API credentials", "unauthorized")
+        if self.forbidden:
+            return self.error(403, "the API user lacks this permission", "forbidden")
+        window = self._window(request.method)
+        if len(window) >= self.rate_limit:
+            self.rate_limited += 1
+            self.rate_limited_by_method[request.method] += 1
+            return self.error(429, "rate limit exceeded", "too_many_requests")
+        window.append(time.monotonic())
+        return None
+
+    def _finalize(self, request: Request, response: Response) -> Response:
+        remaining = max(0, self.rate_limit - len(self._window(request.method)))
+        response.headers["Ratelimit-Limit-Second"] = str(self.rate_limit)
+        response.headers["Ratelimit-Remaining-Second"] = str(remaining)
+        return response
+
+    def _window(self, method: str) -> deque[float]:
+        """Admission times of `method` within the last second."""
+        window = self._windows.setdefault(method, deque())
+        horizon = time.monotonic() - 1.0
+        while window and window[0] <= horizon:
+            window.popleft()
+        return window
+
+    # -- routes --------------------------------------------------------------
+
+    def _organization(self, request: Request) -> Response:
+        return Response(200, {"id": "org-1", "name": "Demo Org"})
+
+    def _create(self, request: Request) -> Response:
+        body = request.json
+        invalid = self._invalid(body)
+        if invalid:
+            return invalid
+        profile_id = body.get("id") or secrets.token_urlsafe(16)
+        if profile_id in self.profiles or profile_id in self.merged:
+            return self.error(409, "customer ID exists", "taken", "id")
+        taken = self._taken(body, profile_id)
+        if taken:
+            return taken
+        stamp = _now()
+        self.profiles[profile_id] = {
+            **copy.deepcopy(body),
+            "id": profile_id,
+            "createdAt": stamp,
+            "updatedAt": stamp,
+        }
+        return Response(201, headers={"Location": f"{PROFILES}/{profile_id}"})
+
+    def _find(self, request: Request) -> Response:
+        keys = [key for key in FIND_KEYS if key in request.query]
+        if len(keys) != 1 or len(request.query[keys[0]]) != 1:
+            return self.error(400, f"give exactly one of {', '.join(FIND_KEYS)}")
+        key, value = keys[0], request.query[keys[0]][0].strip()
+        matches = self._matcher(key, value)
+        if matches is None:
+            return self.error(400, f"malformed {key}", "invalid", key)
+        found = [p for p in reversed(self.profiles.values()) if matches(p)]
+        return Response(200, found[:MAX_FOUND])
+
+    def _read(self, request: Request) -> Response:
+        profile_id = request.params["id"]
+        if profile_id in self.merged:
+            new_id = self._survivor(profile_id)
+            meta = {"old": profile_id, "new": new_id}
+            moved = self.error(301, "profile merged", "moved", meta=meta)
+            moved.headers["Location"] = f"{PROFILES}/{new_id}"
+            return moved
+        if profile_id not in self.profiles:
+            return self.error(404, "customer profile not found", "not_found")
+        return Response(200, self.profiles[profile_id])
+
+    def _patch(self, request: Request) -> Response:
+        profile_id = request.params["id"]
+        profile = self.profiles.get(profile_id)
+        if profile is None:
+            return self.error(404, "customer profile not found", "not_found")
+        body = request.json
+        invalid = self._invalid(body)
+        if invalid:
+            return invalid
+        if "id" in body and body["id"] != profile_id:
+            return self.error(400, "id cannot be changed", "invalid", "id")
+        taken = self._taken(body, profile_id)
+        if taken:
+            return taken
+        attributes = {**(profile.get("customAttributes") or {})}
+        profile.update(copy.deepcopy(body))
+        if "customAttributes" in body:
+            profile["customAttributes"] = {**attributes, **body["customAttributes"]}
+        profile["updatedAt"] = _now()
+        return Response(204)
+
+    # -- validation and lookup -------------------------------------------
+
+    def _invalid(self, body: Any) -> Response | None:
+        """400 for a body that breaks the contract's profile shape."""
+        if not isinstance(body, dict):
+            return self.error(400, "body must be a JSON object", "invalid")
+        problem = _shape_problem(body)
+        if problem:
+            attr, detail = problem
+            return self.error(400, detail, "invalid", attr)
+        return None
+
+    def _taken(self, body: Profile, own_id: str) -> Response | None:
+        """409 when another profile holds one of the body's emails or mobiles."""
+        emails, mobiles = _emails(body), _phones(body, mobile_only=True)
+        for other_id, other in self.profiles.items():
+            if other_id == own_id:
+                continue
+            if emails & _emails(other):
+                return self._taken_error("emails", "email", other_id)
+            if mobiles & _phones(other, mobile_only=True):
+                return self._taken_error("phones", "mobile phone", other_id)
+        return None
+
+    def _taken_error(self, attr: str, what: str, holder: str) -> Response:
+        detail = f"{what} is used by another customer"
+        return self.error(409, detail, "taken", attr, {"id": holder})
+
+    def _matcher(self, key: str, value: str) -> Callable[[Profile], bool] | None:
+        """Predicate for a find query, None when the value is malformed."""
+        if key == "email":
+            wanted = normalize_email(value)
+            ok = EMAIL.fullmatch(wanted)
+            return (lambda p: wanted in _emails(p)) if ok else None
+        if key == "phoneNumber":
+            ok = E164.fullmatch(value)
+            return (lambda p: value in _phones(p, mobile_only=False)) if ok else None
+        return lambda p: p.get("externalCustomerId") == value
+
+    def _survivor(self, profile_id: str) -> str:
+        while profile_id in self.merged:
+            profile_id = self.merged[profile_id]
+        return profile_id
+
+
+def _shape_problem(body: Profile) -> tuple[str, str] | None:
+    """(attr, detail) of the first contract violation in a profile body."""
+    unknown = sorted(set(body) - PROFILE_FIELDS)
+    if unknown:
+        return unknown[0], "unknown field"
+    if body.get("id") is not None and not (
+        isinstance(body["id"], str) and URL_SAFE_ID.fullmatch(body["id"])
+    ):
+        return "id", "id must be URL-safe and shorter than 50 characters"
+    for name in TEXT_FIELDS:
+        if body.get(name) is not None and not isinstance(body[name], str):
+            return name, "must be a string"
+    if not isinstance(body.get("customAttributes", {}), dict):
+        return "customAttributes", "must be an object"
+    return _contact_problem(body.get("emails", []), EMAIL, "emails") or (
+        _contact_problem(body.get("phones", []), PHONE, "phones")
+    )
+
+
+def _contact_problem(
+    items: Any, pattern: re.Pattern[str], attr: str
+) -> tuple[str, str] | None:
+    """Check an `emails` or `phones` array: objects with a well-formed original."""
+    if not isinstance(items, list):
+        return attr, "must be an array"
+    normal = normalize_phone if attr == "phones" else normalize_email
+    for item in items:
+        original = item.get("original") if isinstance(item, dict) else None
+        if not isinstance(original, str) or not pattern.fullmatch(normal(original)):
+            return attr, f"malformed {attr[:-1]}: {original!r}"
+        if attr == "phones" and item.get("type", "MOBILE") not in PHONE_TYPES:
+            return attr, f"phone type must be one of {sorted(PHONE_TYPES)}"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(GladlyEmulator, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
