@@ -71,9 +71,11 @@ def test_parallel_commits_from_threads_are_all_kept(ledger: Ledger) -> None:
 def test_run_lock_is_exclusive_and_released(ledger: Ledger) -> None:
     second = Ledger(str(ledger.url.render_as_string(hide_password=False)))
     with ledger.run_lock("target-x api.example", timeout=1):
-        with pytest.raises(LedgerBusy, match="another run is writing"):
-            with second.run_lock("target-x api.example", timeout=0.3):
-                pass
+        with (
+            pytest.raises(LedgerBusy, match="another run is writing"),
+            second.run_lock("target-x api.example", timeout=0.3),
+        ):
+            pass
         with second.run_lock("target-x other.example", timeout=0.3):
             pass
     with second.run_lock("target-x api.example", timeout=0.3):
