@@ -25,6 +25,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from singer_delivery.batching import chunked
+
 logger = logging.getLogger(__name__)
 
 LOOKUP_CHUNK = 500
@@ -114,11 +116,6 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _chunks(items: Sequence[t.Any], size: int) -> Iterator[Sequence[t.Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 class Ledger:
     """Thread-safe access to the ledger tables (SQLite or PostgreSQL)."""
 
@@ -170,7 +167,7 @@ class Ledger:
         """The last delivered fingerprint for each of the given keys that has one."""
         found: dict[str, str] = {}
         with self.engine.connect() as conn:
-            for chunk in _chunks(key_hashes, LOOKUP_CHUNK):
+            for chunk in chunked(key_hashes, LOOKUP_CHUNK):
                 rows = conn.execute(
                     sa.select(deliveries.c.key_hash, deliveries.c.fingerprint).where(
                         deliveries.c.scope_id == scope_id,
@@ -196,7 +193,7 @@ class Ledger:
             },
         )
         with self.engine.begin() as conn:
-            for chunk in _chunks(delivered, LOOKUP_CHUNK):
+            for chunk in chunked(delivered, LOOKUP_CHUNK):
                 conn.execute(
                     stmt,
                     [
@@ -208,6 +205,18 @@ class Ledger:
                         }
                         for key, fp in chunk
                     ],
+                )
+
+    def forget_deliveries(self, scope_id: str, key_hashes: Sequence[str]) -> None:
+        """Drop keys whose destination state was undone (e.g. a removed member),
+        so that the same payload is sent again when the key comes back."""
+        with self.engine.begin() as conn:
+            for chunk in chunked(key_hashes, LOOKUP_CHUNK):
+                conn.execute(
+                    sa.delete(deliveries).where(
+                        deliveries.c.scope_id == scope_id,
+                        deliveries.c.key_hash.in_(chunk),
+                    )
                 )
 
     def delivered_count(self, scope_id: str) -> int:
@@ -228,25 +237,38 @@ class Ledger:
         ]
         if not rows:
             return
-        stmt = (
-            self._insert()(members)
-            .values()
-            .on_conflict_do_nothing(index_elements=["scope_id", "member_id"])
+        stmt = self._insert()(members).on_conflict_do_nothing(
+            index_elements=["scope_id", "member_id"]
         )
         with self.engine.begin() as conn:
-            for chunk in _chunks(rows, LOOKUP_CHUNK):
+            for chunk in chunked(rows, LOOKUP_CHUNK):
                 conn.execute(stmt, list(chunk))
 
     def remove_members(self, scope_id: str, member_ids: Sequence[str]) -> None:
         """Forget members the API confirmed as removed."""
         with self.engine.begin() as conn:
-            for chunk in _chunks(member_ids, LOOKUP_CHUNK):
+            for chunk in chunked(member_ids, LOOKUP_CHUNK):
                 conn.execute(
                     sa.delete(members).where(
                         members.c.scope_id == scope_id,
                         members.c.member_id.in_(chunk),
                     )
                 )
+
+    def known_members(self, scope_id: str, member_ids: Sequence[str]) -> set[str]:
+        """Which of the given IDs the ledger remembers as members."""
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in chunked(member_ids, LOOKUP_CHUNK):
+                found.update(
+                    conn.scalars(
+                        sa.select(members.c.member_id).where(
+                            members.c.scope_id == scope_id,
+                            members.c.member_id.in_(chunk),
+                        )
+                    )
+                )
+        return found
 
     def member_count(self, scope_id: str) -> int:
         """How many members the ledger remembers for a group scope."""

@@ -15,12 +15,13 @@ from pathlib import Path
 from singer_delivery.ledger import Ledger, default_ledger_url
 from singer_delivery.outputs import PlanFile, RejectsFile, write_json
 from singer_delivery.report import StreamStats, emit_metrics, render_table
+from singer_delivery.snapshot import SeenSet
 
 logger = logging.getLogger(__name__)
 
 
-class RejectRatioExceeded(RuntimeError):
-    """More of the run's records were rejected than the user tolerates."""
+class RunFailed(RuntimeError):
+    """The run delivered what it could but must exit non-zero."""
 
 
 def default_output_dir(environ: t.Mapping[str, str] = os.environ) -> Path:
@@ -55,6 +56,8 @@ class DeliveryRun:
         )
     )
     streams: dict[str, StreamStats] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    _seen: dict[str, SeenSet] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -91,6 +94,13 @@ class DeliveryRun:
     def dry_run(self) -> bool:
         """A dry run writes a plan instead of delivering."""
         return self.plan is not None
+
+    def seen_set(self, scope_id: str) -> SeenSet:
+        """The IDs a snapshot stream saw this run, shared by its sink instances."""
+        with self._lock:
+            if scope_id not in self._seen:
+                self._seen[scope_id] = SeenSet()
+            return self._seen[scope_id]
 
     def stats_for(self, stream: str) -> StreamStats:
         """The counters of a stream, created on first use."""
@@ -130,18 +140,28 @@ class DeliveryRun:
             self.plan.write_totals(totals)
             logger.info("dry-run plan written to %s", self.plan.path)
         self.rejects.close()
-        self._check_reject_ratio()
+        for seen in self._seen.values():
+            seen.close()
+        if problem := self._reject_ratio_problem():
+            self.failures.append(problem)
+        if self.failures:
+            raise RunFailed("\n".join(self.failures))
 
-    def _check_reject_ratio(self) -> None:
+    def fail(self, message: str) -> None:
+        """Record a reason to exit non-zero once the run has been reported."""
+        with self._lock:
+            self.failures.append(message)
+
+    def _reject_ratio_problem(self) -> str | None:
         received = sum(s.received for s in self.streams.values())
         rejected = sum(s.rejected_total for s in self.streams.values())
         if not received or self.dry_run:
-            return
+            return None
         ratio = rejected / received
-        if ratio > self.max_reject_ratio:
-            msg = (
-                f"{rejected} of {received} records were rejected ({ratio:.1%}), "
-                f"more than max_reject_ratio={self.max_reject_ratio:g}; the reasons "
-                f"are in {self.rejects.path}"
-            )
-            raise RejectRatioExceeded(msg)
+        if ratio <= self.max_reject_ratio:
+            return None
+        return (
+            f"{rejected} of {received} records were rejected ({ratio:.1%}), "
+            f"more than max_reject_ratio={self.max_reject_ratio:g}; the reasons "
+            f"are in {self.rejects.path}"
+        )

@@ -33,6 +33,7 @@ if t.TYPE_CHECKING:
     from singer_delivery.target import DeliveryTarget
 
 MAX_BATCH_ROWS = 1000
+_A = t.TypeVar("_A")
 _T = t.TypeVar("_T")
 
 
@@ -74,6 +75,9 @@ class DeliverySink(BatchSink, abc.ABC):
 
     MAX_SIZE_DEFAULT = MAX_BATCH_ROWS
 
+    #: Sinks with a lower priority are drained (and delivered) first.
+    drain_priority: t.ClassVar[int] = 0
+
     def __init__(
         self,
         target: DeliveryTarget,
@@ -95,6 +99,9 @@ class DeliverySink(BatchSink, abc.ABC):
         )
         self._request_pool: ThreadPoolExecutor | None = None
         self._failure: BaseException | None = None
+        self._activations: list[int] = []
+        self._records_since_activation = 0
+        self.snapshot_closed = False
 
     # --- hooks for destinations -------------------------------------------
 
@@ -127,15 +134,21 @@ class DeliverySink(BatchSink, abc.ABC):
     def after_batch(self, delivered: list[Item]) -> None:
         """Called after a batch's acknowledged items are in the ledger."""
 
+    def observe_batch(self, items: list[Item]) -> None:
+        """Called with every mapped item, changed or not (e.g. mirror's seen set)."""
+
+    def finish_snapshot(self) -> None:
+        """Called once the stream's full snapshot is known complete."""
+
     @property
     def request_concurrency(self) -> int:
         """Threads for one-request-per-record APIs; the transport caps the total."""
         return 10
 
     def map_concurrently(
-        self, call: t.Callable[[Item], _T], items: list[Item]
+        self, call: t.Callable[[_A], _T], values: t.Sequence[_A]
     ) -> list[_T]:
-        """Run a per-item request for every item, several at once, in order."""
+        """Run a per-value request for every value, several at once, in order."""
         if self._request_pool is None:
             with self._inflight_lock:
                 if self._request_pool is None:
@@ -143,7 +156,7 @@ class DeliverySink(BatchSink, abc.ABC):
                         self.request_concurrency,
                         thread_name_prefix=f"request-{self.stream_name}",
                     )
-        return list(self._request_pool.map(call, items))
+        return list(self._request_pool.map(call, values))
 
     # --- validation ---------------------------------------------------------
 
@@ -203,6 +216,7 @@ class DeliverySink(BatchSink, abc.ABC):
     def process_record(self, record: dict, context: dict) -> None:
         """Map and fingerprint one record into the pending batch."""
         self.stats.add(received=1)
+        self._records_since_activation += 1
         if self._invalid is not None:
             self.stats.add(invalid=1)
             self.reject(
@@ -314,6 +328,7 @@ class DeliverySink(BatchSink, abc.ABC):
     def _run_batch(self, items: list[Item]) -> None:
         if self._failure is not None:
             return
+        self.observe_batch(items)
         to_send = self._changed(items)
         if not to_send:
             return
@@ -327,8 +342,12 @@ class DeliverySink(BatchSink, abc.ABC):
                 self.run.plan.write(self.stream_name, outcome.item.key, action)
             return
         self.stats.add(sent=len(to_send))
+        self.settle(self.deliver(to_send))
+
+    def settle(self, outcomes: t.Iterable[Outcome]) -> None:
+        """Commit what the API acknowledged; reject the rest."""
         delivered: list[Item] = []
-        for outcome in self.deliver(to_send):
+        for outcome in outcomes:
             if outcome.reject is None:
                 delivered.append(outcome.item)
             else:
@@ -357,6 +376,43 @@ class DeliverySink(BatchSink, abc.ABC):
                         self.run.plan.write(self.stream_name, item.key, "unchanged")
         return changed
 
+    # --- snapshots --------------------------------------------------------
+
+    def activate_version(self, new_version: int) -> None:
+        """Note a full-table snapshot boundary.
+
+        Taps send ACTIVATE_VERSION before a full-table sync and again after
+        it. The closing one follows records of the stream, or repeats the
+        version it opened with (an empty table).
+        """
+        closing = self._records_since_activation > 0 or new_version in self._activations
+        self._activations.append(new_version)
+        self._records_since_activation = 0
+        if closing:
+            self.snapshot_closed = True
+
+    @property
+    def is_active(self) -> bool:
+        """False for a sink replaced after a schema change.
+
+        The replacement shares the stream's snapshot, so only it finishes it.
+        """
+        return (
+            self.target.sink_exists(self.stream_name)
+            and self.target.get_sink(self.stream_name) is self
+        )
+
+    @property
+    def snapshot_complete(self) -> bool:
+        """The whole snapshot was read: never after SIGTERM/SIGINT or an error.
+
+        With ACTIVATE_VERSION messages the closing one is required; a tap
+        that sends none completes its snapshot with a clean end of input.
+        """
+        if not self.target.input_complete:
+            return False
+        return self.snapshot_closed if self._activations else True
+
     def setup(self) -> None:
         """Register the scope so the ledger says what its ids stand for."""
         self.run.ledger.register(self.scope)
@@ -365,6 +421,8 @@ class DeliverySink(BatchSink, abc.ABC):
         """Finish in-flight work before the SDK reports the stream done."""
         try:
             self.wait_for_deliveries()
+            if self.snapshot_complete and self.is_active:
+                self.finish_snapshot()
         finally:
             self._workers.shutdown(wait=True)
             if self._request_pool is not None:

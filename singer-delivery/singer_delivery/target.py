@@ -20,11 +20,18 @@ from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import ConfigValidationError
 
 from singer_delivery.report import ProgressLogger
-from singer_delivery.run import DeliveryRun, RejectRatioExceeded
+from singer_delivery.run import DeliveryRun, RunFailed
 from singer_delivery.settings import check_delivery_settings
 from singer_delivery.sink import MAX_BATCH_ROWS, DeliverySink
 
+if t.TYPE_CHECKING:
+    from singer_sdk.sinks import Sink
+
 logger = logging.getLogger(__name__)
+
+
+def _priority(sink: Sink) -> int:
+    return sink.drain_priority if isinstance(sink, DeliverySink) else 0
 
 
 class DeliveryTarget(Target, abc.ABC):
@@ -40,6 +47,7 @@ class DeliveryTarget(Target, abc.ABC):
 
     def __init__(self, **kwargs: t.Any) -> None:
         super().__init__(**kwargs)
+        self.input_complete = False
         self._last_state_drain = 0.0
         self.run = DeliveryRun.from_config(self.name, self.config)
         self._exit_stack = contextlib.ExitStack()
@@ -114,9 +122,39 @@ class DeliveryTarget(Target, abc.ABC):
     # --- end of run ---------------------------------------------------------
 
     def process_endofpipe(self) -> None:
-        """Drain everything, then report and judge the run."""
+        """A clean end of input: snapshots may complete; drain, report, judge.
+
+        A SIGTERM or SIGINT drains through the SDK's handler instead, which
+        never sets ``input_complete``, so no mirror removal happens then.
+        """
+        self.input_complete = True
         super().process_endofpipe()
         self.finish()
+
+    def _process_activate_version_message(self, message_dict: dict) -> None:
+        """Tell each sink of the stream; only they know what a version means."""
+        for stream_map in self.mapper.stream_maps[message_dict["stream"]]:
+            sink = self.get_sink(stream_map.stream_alias)
+            sink.activate_version(message_dict["version"])
+
+    # --- ordering between sinks ---------------------------------------------
+
+    def _drain_all(self, sink_list: t.Iterable[Sink], parallelism: int) -> None:
+        """Drain sinks others depend on first (recipients before their rows)."""
+        sinks = list(sink_list)
+        for priority in sorted({_priority(s) for s in sinks}):
+            group = [s for s in sinks if _priority(s) == priority]
+            super()._drain_all(group, parallelism)
+            for sink in group:
+                if isinstance(sink, DeliverySink):
+                    sink.wait_for_deliveries()
+
+    def flush_before(self, sink: DeliverySink) -> None:
+        """Deliver everything pending in sinks that ``sink`` depends on."""
+        for other in self._delivery_sinks():
+            if other.drain_priority < sink.drain_priority:
+                self.drain_one(other)
+                other.wait_for_deliveries()
 
     def finish(self) -> None:
         """Print the report; exit non-zero when rejects passed the threshold."""
@@ -124,6 +162,7 @@ class DeliveryTarget(Target, abc.ABC):
         self._exit_stack.close()
         try:
             self.run.finish()
-        except RejectRatioExceeded as exc:
-            self.logger.error("%s", exc)
+        except RunFailed as exc:
+            for line in str(exc).splitlines():
+                self.logger.error("%s", line)
             sys.exit(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.parse
 from dataclasses import dataclass
 
 import requests
@@ -57,6 +58,41 @@ class AgillicClient:
         )
         self.raise_for_status(response, "reading the Person Data fields")
         return contract.persondata_fields(response)
+
+    def target_groups(self) -> list[contract.TargetGroup]:
+        """Every target group of the instance."""
+        response = self._call(
+            "GET", contract.TARGET_GROUPS_PATH, "GET /discovery/targetgroups"
+        )
+        self.raise_for_status(response, "listing target groups")
+        return contract.target_groups(response)
+
+    def one_to_many_table(self, name: str) -> contract.OneToManyTable | None:
+        """A table's definition, or None when the instance has no such table."""
+        path = contract.OTM_TABLE_PATH.format(table=urllib.parse.quote(name, safe=""))
+        response = self._call("GET", path, "GET /discovery/onetomany/{table}")
+        if response.status_code == 404:
+            return None
+        self.raise_for_status(response, f"reading one-to-many table {name}")
+        return contract.one_to_many_table(name, response)
+
+    def one_to_many_rows(self, recipient_id: str, table: str) -> requests.Response:
+        """One recipient's rows (dry-run existence checks)."""
+        return self._call(
+            "GET",
+            contract.otm_rows_path(recipient_id, table),
+            "GET /recipients/{id}/oneToManyTables/{table}",
+        )
+
+    def change_group(
+        self, operation: str, group: str, recipient_ids: list[str]
+    ) -> dict[str, tuple[str, str]]:
+        """Add to or remove from a static group; return per-recipient errors."""
+        path = contract.GROUP_PATHS[operation]
+        body = dumps({"targetGroupName": group, "recipientIds": recipient_ids})
+        response = self._call("POST", path, f"POST {path}", body)
+        self.raise_for_status(response, f"{operation} members of target group {group}")
+        return contract.group_errors(response)
 
     def run_batch(self, path: str, route: str, body: bytes) -> contract.TaskStatus:
         """Submit an async batch and wait for its task to finish.

@@ -19,8 +19,17 @@ RECIPIENTS_PATH = "/recipients"
 UPSERT_PATH = "/recipients/v2/:upsert"
 TASK_PATH = "/recipients/v2/task/{task_id}"
 PERSONDATA_PATH = "/discovery/persondata"
+TARGET_GROUPS_PATH = "/discovery/targetgroups"
+GROUP_PATHS = {
+    "add": "/recipients/:addToStaticTargetGroup",
+    "remove": "/recipients/:removeFromStaticTargetGroup",
+}
+OTM_TABLE_PATH = "/discovery/onetomany/{table}"
+OTM_UPSERT_PATH = "/recipients/v2/oneToManyTables/:upsert"
+OTM_ROWS_PATH = "/recipients/{recipient}/oneToManyTables/{table}"
 
 MAX_ENTRIES = 1000
+MAX_GROUP_IDS = 100
 MAX_BODY_BYTES = 20 * 1024 * 1024
 QUOTA_CODE = "DAILY_QUOTA_EXCEEDED"
 
@@ -136,3 +145,68 @@ def persondata_fields(response: requests.Response) -> list[str]:
     if not isinstance(body, list):
         return []
     return [str(f["name"]) for f in body if isinstance(f, dict) and "name" in f]
+
+
+@dataclass(frozen=True)
+class TargetGroup:
+    """A target group as discovery lists it."""
+
+    name: str
+    static: bool
+
+
+def target_groups(response: requests.Response) -> list[TargetGroup]:
+    """Groups from ``GET /discovery/targetgroups``."""
+    body = _json(response)
+    if not isinstance(body, list):
+        return []
+    return [
+        TargetGroup(name=str(g["name"]), static=g.get("static") is True)
+        for g in body
+        if isinstance(g, dict) and "name" in g
+    ]
+
+
+def group_errors(response: requests.Response) -> dict[str, tuple[str, str]]:
+    """Per-recipient errors of a group change: {recipient ID: (code, message)}."""
+    body = _dict(_json(response))
+    errors: dict[str, tuple[str, str]] = {}
+    for error in body.get("errors") or []:
+        if isinstance(error, dict) and error.get("recipientId") is not None:
+            code = str(error.get("code") or "ERROR")
+            errors[str(error["recipientId"])] = (
+                code,
+                str(error.get("message") or code),
+            )
+    return errors
+
+
+@dataclass(frozen=True)
+class OneToManyTable:
+    """A one-to-many table's fields and the one that keys rows per recipient."""
+
+    name: str
+    fields: tuple[str, ...]
+    identifier: str | None
+
+
+def one_to_many_table(name: str, response: requests.Response) -> OneToManyTable:
+    """Read ``GET /discovery/onetomany/{TABLE}``."""
+    body = _dict(_json(response))
+    fields = [
+        f for f in body.get("fields") or [] if isinstance(f, dict) and "name" in f
+    ]
+    identifier = next(
+        (str(f["name"]) for f in fields if f.get("identifier") is True), None
+    )
+    return OneToManyTable(
+        name=name, fields=tuple(str(f["name"]) for f in fields), identifier=identifier
+    )
+
+
+def otm_rows_path(recipient_id: str, table: str) -> str:
+    """Where one recipient's rows of a table are read."""
+    return OTM_ROWS_PATH.format(
+        recipient=urllib.parse.quote(recipient_id, safe=""),
+        table=urllib.parse.quote(table, safe=""),
+    )

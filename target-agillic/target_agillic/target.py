@@ -6,17 +6,19 @@ import typing as t
 import urllib.parse
 
 from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
 
 from singer_delivery.http import RetryPolicy, Transport
 from singer_delivery.settings import check_base_url, delivery_properties
 from singer_delivery.target import DeliveryTarget
+from target_agillic import settings
 from target_agillic.auth import ClientCredentials
-from target_agillic.contract import quota_exhausted
+from target_agillic.client import AgillicClient
+from target_agillic.contract import OneToManyTable, quota_exhausted
 from target_agillic.mapping import DATE_FORMAT, TIMESTAMP_FORMAT, to_strftime
-from target_agillic.sinks import RecipientSink
+from target_agillic.sinks import AgillicSink, AudienceSink, OneToManySink, RecipientSink
 
-SYNC_MODES = ("upsert", "insert", "update")
 MAX_CONCURRENCY = 20
 
 
@@ -27,6 +29,7 @@ class TargetAgillic(DeliveryTarget):
     default_sink_class = RecipientSink
     capabilities: t.ClassVar[list] = [
         PluginCapabilities.ABOUT,
+        PluginCapabilities.ACTIVATE_VERSION,
         PluginCapabilities.STREAM_MAPS,
         PluginCapabilities.FLATTENING,
         PluginCapabilities.STRUCTURED_LOGGING,
@@ -67,7 +70,7 @@ class TargetAgillic(DeliveryTarget):
             "sync_mode",
             th.StringType,
             default="upsert",
-            allowed_values=list(SYNC_MODES),
+            allowed_values=list(settings.SYNC_MODES),
             description=(
                 "upsert: create or update (async batches); insert: only create, "
                 "existing recipients are rejected; update: only update, missing "
@@ -98,6 +101,66 @@ class TargetAgillic(DeliveryTarget):
             ),
         ),
         th.Property(
+            "object_type",
+            th.StringType,
+            default="recipients",
+            allowed_values=list(settings.OBJECT_TYPES),
+            description="recipients (Person Data) or one_to_many (rows of a table).",
+        ),
+        th.Property(
+            "one_to_many_table_id",
+            th.StringType,
+            description="The one-to-many table, e.g. ORDERS (object_type one_to_many).",
+        ),
+        th.Property(
+            "target_group_name",
+            th.StringType,
+            description=(
+                "Static target group changed by audience_mode (case-sensitive)."
+            ),
+        ),
+        th.Property(
+            "audience_mode",
+            th.StringType,
+            allowed_values=list(settings.AUDIENCE_MODES),
+            description=(
+                "Unset: a plain recipient sync. add/upsert: upsert then add to the "
+                "group; remove: remove from the group; mirror: make the group "
+                "equal to the stream's complete snapshot."
+            ),
+        ),
+        th.Property(
+            "max_removal_ratio",
+            th.NumberType,
+            default=0.5,
+            description=(
+                "Mirror refuses a run that would remove more than this share of "
+                "the members it remembers for the group."
+            ),
+        ),
+        th.Property(
+            "streams",
+            th.ObjectType(
+                additional_properties=th.ObjectType(
+                    th.Property("object_type", th.StringType),
+                    th.Property("one_to_many_table_id", th.StringType),
+                    th.Property("target_group_name", th.StringType),
+                    th.Property("audience_mode", th.StringType),
+                    th.Property("sync_mode", th.StringType),
+                    th.Property(
+                        "field_mapping",
+                        th.ObjectType(additional_properties=th.StringType),
+                    ),
+                    th.Property("recipient_id_field", th.StringType),
+                )
+            ),
+            description=(
+                "Per-stream overrides: {stream name: {object_type, "
+                "one_to_many_table_id, target_group_name, audience_mode, "
+                "sync_mode, field_mapping, recipient_id_field}}."
+            ),
+        ),
+        th.Property(
             "max_concurrency",
             th.IntegerType,
             default=10,
@@ -117,6 +180,9 @@ class TargetAgillic(DeliveryTarget):
 
     def __init__(self, **kwargs: t.Any) -> None:
         self._transport: Transport | None = None
+        self.one_to_many_tables: dict[str, OneToManyTable] = {}
+        #: Recipients a dry run plans to create, so its row plans can rely on them.
+        self.planned_recipients: set[str] = set()
         super().__init__(**kwargs)
 
     @property
@@ -145,8 +211,17 @@ class TargetAgillic(DeliveryTarget):
         return self._transport
 
     def stream_settings(self, stream_name: str) -> dict[str, t.Any]:
-        """The settings that apply to one stream."""
-        return dict(self.config)
+        """The settings that apply to one stream (top level plus overrides)."""
+        return settings.stream_settings(self.config, stream_name)
+
+    def get_sink_class(self, stream_name: str) -> type[AgillicSink]:
+        """Route the stream: one-to-many rows, an audience, or recipients."""
+        chosen = self.stream_settings(stream_name)
+        if chosen.get("object_type") == "one_to_many":
+            return OneToManySink
+        if chosen.get("audience_mode"):
+            return AudienceSink
+        return RecipientSink
 
     def check_settings(self) -> list[str]:
         """Endpoint, concurrency and date formats, on top of the shared checks."""
@@ -161,6 +236,10 @@ class TargetAgillic(DeliveryTarget):
                 f"{concurrency}); Agillic answers 429 beyond {MAX_CONCURRENCY} "
                 "concurrent requests"
             )
+        errors += settings.check_routing(self.config)
+        ratio = self.config.get("max_removal_ratio", 0.5)
+        if not 0 <= ratio <= 1:
+            errors.append(f"max_removal_ratio must be between 0 and 1 (got {ratio})")
         for setting in ("date_format", "timestamp_format"):
             if value := self.config.get(setting):
                 try:
@@ -170,9 +249,82 @@ class TargetAgillic(DeliveryTarget):
         return errors
 
     def preflight(self) -> None:
-        """Fetch a token now, so bad credentials stop the run before any input."""
+        """Read-only checks before any input, so no run fails halfway.
+
+        Credentials (a token), every configured target group (exists, is
+        static), every one-to-many table (exists, has an identifier field) and
+        every mapped Person Data field (known to the instance). An unknown
+        mapped field fails the run: Agillic would refuse every record.
+        """
+        client = AgillicClient(self.transport)
         assert self.transport.auth is not None
         self.transport.auth.apply({})
+        errors = [
+            *self._check_groups(client),
+            *self._check_tables(client),
+            *self._check_fields(client),
+        ]
+        if errors:
+            raise ConfigValidationError("Preflight failed", errors=errors)
+
+    def _check_groups(self, client: AgillicClient) -> list[str]:
+        wanted = settings.configured(self.config, "target_group_name")
+        if not wanted:
+            return []
+        groups = {group.name: group for group in client.target_groups()}
+        static = sorted(name for name, group in groups.items() if group.static)
+        errors = []
+        for name in sorted(wanted):
+            if name not in groups:
+                problem = "does not exist"
+            elif not groups[name].static:
+                problem = "is not static (only static groups can be changed)"
+            else:
+                continue
+            errors.append(
+                f"target_group_name {name!r} {problem}; static groups on this "
+                f"instance: {', '.join(static) or 'none'} (names are case-sensitive)"
+            )
+        return errors
+
+    def _check_tables(self, client: AgillicClient) -> list[str]:
+        errors = []
+        for name in sorted(settings.configured(self.config, "one_to_many_table_id")):
+            table = client.one_to_many_table(name)
+            if table is None:
+                errors.append(f"one_to_many_table_id {name!r} does not exist")
+            elif table.identifier is None:
+                errors.append(
+                    f"one-to-many table {name!r} has no identifier field, so rows "
+                    "cannot be matched"
+                )
+            else:
+                self.one_to_many_tables[name] = table
+        return errors
+
+    def _check_fields(self, client: AgillicClient) -> list[str]:
+        mapped = {
+            field
+            for stream in [None, *(self.config.get("streams") or {})]
+            for field in self._person_data_fields(stream)
+        }
+        if not mapped:
+            return []
+        unknown = sorted(mapped - set(client.persondata_fields()))
+        if not unknown:
+            return []
+        message = (
+            f"field_mapping sends Person Data field(s) {', '.join(unknown)} that "
+            "this Agillic instance does not have; fix field_mapping or create the "
+            "fields in Agillic"
+        )
+        return [message]
+
+    def _person_data_fields(self, stream: str | None) -> set[str]:
+        chosen = self.stream_settings(stream) if stream else dict(self.config)
+        if chosen.get("object_type") == "one_to_many":
+            return set()
+        return set((chosen.get("field_mapping") or {}).values())
 
 
 if __name__ == "__main__":
