@@ -141,6 +141,11 @@ class DeliverySink(BatchSink, abc.ABC):
         """Called once the stream's full snapshot is known complete."""
 
     @property
+    def holds_back_state(self) -> bool:
+        """True while records read are neither delivered nor rejected yet."""
+        return False
+
+    @property
     def request_concurrency(self) -> int:
         """Threads for one-request-per-record APIs; the transport caps the total."""
         return 10

@@ -106,8 +106,15 @@ class DeliveryTarget(Target, abc.ABC):
             self._last_state_drain = time.monotonic()
 
     def _write_state_message(self, state: dict) -> None:
-        """Only once every record read so far was delivered or rejected."""
+        """Only once every record read so far was delivered or rejected.
+
+        A sink still holding records (rows waiting for their recipient) holds
+        the checkpoint back; a later drain writes the newest STATE instead.
+        """
         self.wait_for_deliveries()
+        if any(sink.holds_back_state for sink in self._delivery_sinks()):
+            self.logger.debug("STATE held back until pending records settle")
+            return
         super()._write_state_message(state)
 
     def _delivery_sinks(self) -> list[DeliverySink]:

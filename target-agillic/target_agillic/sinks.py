@@ -198,8 +198,20 @@ class AudienceSink(RecipientSink):
 
     @property
     def scope(self) -> Scope:
-        """The group as fed by this stream."""
+        """What change detection compares: removals apart from additions."""
+        if self.audience_mode == "remove":
+            return self.removal_scope
+        return self.membership_scope
+
+    @property
+    def membership_scope(self) -> Scope:
+        """The group as fed by this stream: members added, and their payloads."""
         return self.scope_for("target_group", self.group)
+
+    @property
+    def removal_scope(self) -> Scope:
+        """Removals requested by this stream, so unchanged ones are not repeated."""
+        return self.scope_for("target_group_removal", self.group)
 
     def observe_batch(self, items: list[Item]) -> None:
         """Mirror: every member of the snapshot counts as seen, changed or not."""
@@ -225,7 +237,7 @@ class AudienceSink(RecipientSink):
         )
         if operation == "add":
             known = self.run.ledger.known_members(
-                self.scope.scope_id, [item.key for item in items]
+                self.membership_scope.scope_id, [item.key for item in items]
             )
             assert self.run.plan is not None
             for outcome in outcomes:
@@ -257,15 +269,16 @@ class AudienceSink(RecipientSink):
 
     def remember(self, operation: str, member_ids: list[str]) -> None:
         """Update the ledger's membership for changes the API acknowledged."""
-        scope_id = self.scope.scope_id
+        members = self.membership_scope.scope_id
+        hashes = [key_hash(m) for m in member_ids]
         if operation == "add":
-            self.run.ledger.add_members(scope_id, member_ids)
+            self.run.ledger.add_members(members, member_ids)
+            self.run.ledger.forget_deliveries(self.removal_scope.scope_id, hashes)
             self.stats.add(group_added=len(member_ids))
         else:
-            self.run.ledger.remove_members(scope_id, member_ids)
-            self.run.ledger.forget_deliveries(
-                scope_id, [key_hash(m) for m in member_ids]
-            )
+            # forgetting the payload makes the same record add the member again
+            self.run.ledger.remove_members(members, member_ids)
+            self.run.ledger.forget_deliveries(members, hashes)
             self.stats.add(group_removed=len(member_ids))
 
     def finish_snapshot(self) -> None:
@@ -306,9 +319,9 @@ class OneToManySink(AgillicSink):
     """Upserts rows of a one-to-many table, grouped by recipient.
 
     Drains after the recipient sinks, so rows of recipients created in the
-    same run find them. Rows whose recipient is still missing are retried
-    once at the next checkpoint, after every recipient read so far has been
-    delivered, and only then rejected.
+    same run find them. Rows whose recipient is still missing (the tap sent
+    them before their recipients) are retried at each checkpoint, holding
+    STATE back meanwhile, and rejected only at the end of input.
     """
 
     drain_priority = 1
@@ -407,13 +420,24 @@ class OneToManySink(AgillicSink):
         return outcomes, deferred
 
     def wait_for_deliveries(self) -> None:
-        """Then retry rows whose recipient was missing, now that it may exist."""
+        """Then retry rows whose recipient was missing, now that it may exist.
+
+        Rows still missing their recipient wait for the next checkpoint, and
+        are rejected only at the end of input, when no recipient can follow.
+        """
         super().wait_for_deliveries()
         if self._deferred:
             items, self._deferred = self._deferred, []
             self.target.flush_before(self)
-            outcomes, _ = self._upsert_rows(items, final=True)
+            outcomes, self._deferred = self._upsert_rows(
+                items, final=self.target.input_complete
+            )
             self.settle(outcomes)
+
+    @property
+    def holds_back_state(self) -> bool:
+        """Rows waiting for their recipient are neither delivered nor rejected."""
+        return bool(self._deferred)
 
     def plan(self, items: list[Item]) -> t.Iterable[Outcome]:
         """Create or update per row; recipients neither present nor planned are rejected."""
