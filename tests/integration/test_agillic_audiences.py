@@ -402,3 +402,39 @@ def test_dry_run_plan_includes_group_changes(
         "group_add": 5,
         "group_remove": 5,
     }
+
+
+def test_unknown_mapped_person_data_field_fails_before_any_write(
+    agillic_emulator: AgillicEmulator, agillic_config: Config, tmp_path: Path
+) -> None:
+    config = {**agillic_config, "field_mapping": {"email": "EMAIL", "tier": "SEGMENT"}}
+    result = run_target("target-agillic", config, messages([customer(1)]), tmp_path)
+    assert result.returncode != 0
+    assert "Person Data field(s) SEGMENT that this Agillic instance does not have" in (
+        result.stderr
+    )
+    assert agillic_emulator.write_calls() == 0
+
+
+def test_dry_run_plans_rows_against_recipients_the_run_would_create(
+    agillic_emulator: AgillicEmulator, routed_config: Config, tmp_path: Path
+) -> None:
+    lines = customers_then_orders(
+        [order(n, n % 30) for n in range(10)] + [order(9, 77)]
+    )
+    dry = {**routed_config, "dry_run": True}
+    result = run_target("target-agillic", dry, lines, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert agillic_emulator.write_calls() == 0
+    plan = [
+        json.loads(x) for x in (tmp_path / "report.plan.jsonl").read_text().splitlines()
+    ]
+    assert plan[-1]["totals"] == {"create": 40, "reject": 1}
+    [reject] = [line for line in plan[:-1] if line["action"] == "reject"]
+    assert reject["stream"] == "orders" and reject["reason"] == "recipient_not_found"
+
+    real = run_target("target-agillic", routed_config, lines, tmp_path)
+    assert real.returncode == 0, real.stderr
+    report = json.loads((tmp_path / "report.json").read_text())["streams"]
+    assert report["orders"]["created"] == 10
+    assert report["orders"]["rejected_by_reason"] == {"recipient_not_found": 1}
