@@ -124,6 +124,19 @@ def run_target(
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def run_ok(
+    name: str,
+    config: dict[str, t.Any],
+    lines: t.Sequence[str],
+    tmp_path: Path,
+    **kwargs: t.Any,
+) -> Result:
+    """``run_target`` for runs that must succeed; shows stderr when not."""
+    result = run_target(name, config, lines, tmp_path, **kwargs)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def start_target(
     name: str, config: dict[str, t.Any], tmp_path: Path, **kwargs: t.Any
 ) -> subprocess.Popen[str]:

@@ -26,6 +26,7 @@ from tests.emulators.base import (
 )
 
 TOKEN_ROUTE = "POST /oauth2/token"
+UPSERT_ROUTE = "POST /recipients/v2/:upsert"
 MAX_BATCH = 1000
 MAX_GROUP_IDS = 100
 MAX_BODY_BYTES = 20 * 1024 * 1024
@@ -195,6 +196,19 @@ class AgillicEmulator(EmulatorServer):
         """Reject recipients for which `predicate(personData)` is true."""
         with self._lock:
             self.refuse_rules.append((predicate, message))
+
+    def upserted_ids(self, since: int = 0) -> list[str]:
+        """Recipient IDs of every accepted batch-upsert entry, from request ``since``.
+
+        Lets tests count what a run sent (e.g. only the changed records).
+        """
+        with self._lock:
+            return [
+                entry["personData"].get(self.recipient_id_field)
+                for request in self.requests[since:]
+                if request.route == UPSERT_ROUTE and request.status == 202
+                for entry in request.body["recipients"]
+            ]
 
     def fail_next_tasks(self, n: int) -> None:
         """The next `n` created tasks end `failed` and apply nothing."""

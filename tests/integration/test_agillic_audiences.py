@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import customer, messages, run_target, start_target
+from tests.cli import customer, messages, run_ok, run_target, start_target
 from tests.emulators import AgillicEmulator
 
 Config = dict[str, t.Any]
@@ -112,12 +112,7 @@ def test_mirror_follows_the_audience_across_runs(
 def test_second_identical_mirror_run_makes_no_write_calls(
     agillic_emulator: AgillicEmulator, vip_config: Config, tmp_path: Path
 ) -> None:
-    assert (
-        run_target(
-            "target-agillic", vip_config, audience(range(40)), tmp_path
-        ).returncode
-        == 0
-    )
+    run_ok("target-agillic", vip_config, audience(range(40)), tmp_path)
     writes = agillic_emulator.write_calls()
     again = run_target("target-agillic", vip_config, audience(range(40)), tmp_path)
     assert again.returncode == 0, again.stderr
@@ -127,12 +122,7 @@ def test_second_identical_mirror_run_makes_no_write_calls(
 def test_sigterm_mid_stream_removes_nothing(
     agillic_emulator: AgillicEmulator, vip_config: Config, tmp_path: Path
 ) -> None:
-    assert (
-        run_target(
-            "target-agillic", vip_config, audience(range(200)), tmp_path
-        ).returncode
-        == 0
-    )
+    run_ok("target-agillic", vip_config, audience(range(200)), tmp_path)
     proc = start_target("target-agillic", vip_config, tmp_path)
     assert proc.stdin is not None and proc.stdout is not None
     partial = audience(range(20), state_every=10)
@@ -148,12 +138,7 @@ def test_sigterm_mid_stream_removes_nothing(
 def test_mirror_waits_for_the_closing_activate_version(
     agillic_emulator: AgillicEmulator, vip_config: Config, tmp_path: Path
 ) -> None:
-    assert (
-        run_target(
-            "target-agillic", vip_config, audience(range(100)), tmp_path
-        ).returncode
-        == 0
-    )
+    run_ok("target-agillic", vip_config, audience(range(100)), tmp_path)
     lines = audience(range(70))
     opened = [lines[0], activate_version("vip", 7), *lines[1:]]
     unclosed = run_target("target-agillic", vip_config, opened, tmp_path)
@@ -171,13 +156,8 @@ def test_add_and_remove_modes_each_work_alone(
 ) -> None:
     vip = vip_config["streams"]["vip"]
     add = {**vip_config, "streams": {"vip": {**vip, "audience_mode": "add"}}}
-    assert (
-        run_target("target-agillic", add, audience(range(30)), tmp_path).returncode == 0
-    )
-    assert (
-        run_target("target-agillic", add, audience(range(20, 40)), tmp_path).returncode
-        == 0
-    )
+    run_ok("target-agillic", add, audience(range(30)), tmp_path)
+    run_ok("target-agillic", add, audience(range(20, 40)), tmp_path)
     assert members(agillic_emulator) == emails(range(40))
     assert agillic_emulator.recipients[customer(39)["email"]]["FIRSTNAME"] == "Name39"
 
@@ -190,10 +170,7 @@ def test_add_and_remove_modes_each_work_alone(
 
     for config, indexes in ((add, range(20, 40)), (remove, range(10))):
         writes = agillic_emulator.write_calls()
-        assert (
-            run_target("target-agillic", config, audience(indexes), tmp_path).returncode
-            == 0
-        )
+        run_ok("target-agillic", config, audience(indexes), tmp_path)
         assert agillic_emulator.write_calls() == writes
 
 
@@ -375,12 +352,7 @@ def test_missing_one_to_many_table_is_refused_before_any_write(
 def test_dry_run_plan_includes_group_changes(
     agillic_emulator: AgillicEmulator, vip_config: Config, tmp_path: Path
 ) -> None:
-    assert (
-        run_target(
-            "target-agillic", vip_config, audience(range(20)), tmp_path
-        ).returncode
-        == 0
-    )
+    run_ok("target-agillic", vip_config, audience(range(20)), tmp_path)
     writes = agillic_emulator.write_calls()
     dry = {**vip_config, "dry_run": True}
     result = run_target("target-agillic", dry, audience(range(5, 25)), tmp_path)

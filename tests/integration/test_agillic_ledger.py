@@ -13,21 +13,10 @@ from pathlib import Path
 import pytest
 
 from singer_delivery.ledger import Ledger
-from tests.cli import customer, messages, run_target, start_target
+from tests.cli import customer, messages, run_ok, run_target, start_target
 from tests.emulators import AgillicEmulator
 
 Config = dict[str, t.Any]
-UPSERT = "POST /recipients/v2/:upsert"
-
-
-def sent_keys(emulator: AgillicEmulator, since: int = 0) -> list[str]:
-    """Recipient IDs in upsert bodies accepted after request number ``since``."""
-    return [
-        entry["personData"]["EMAIL"]
-        for request in emulator.requests[since:]
-        if request.route == UPSERT and request.status == 202
-        for entry in request.body["recipients"]
-    ]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -45,7 +34,7 @@ def test_only_changed_records_are_sent(
     rows = [customer(i) for i in range(500)]
     first = run_target("target-agillic", ledger_config, messages(rows), tmp_path)
     assert first.returncode == 0, first.stderr
-    assert len(sent_keys(agillic_emulator)) == 500
+    assert len(agillic_emulator.upserted_ids()) == 500
 
     writes = agillic_emulator.write_calls()
     second = run_target("target-agillic", ledger_config, messages(rows), tmp_path)
@@ -60,7 +49,7 @@ def test_only_changed_records_are_sent(
     mark = len(agillic_emulator.requests)
     third = run_target("target-agillic", ledger_config, messages(rows), tmp_path)
     assert third.returncode == 0, third.stderr
-    assert sorted(sent_keys(agillic_emulator, mark)) == sorted(
+    assert sorted(agillic_emulator.upserted_ids(mark)) == sorted(
         customer(i)["email"] for i in changed
     )
     assert agillic_emulator.recipients[customer(444)["email"]]["TIER"] == "platinum"
@@ -89,7 +78,7 @@ def test_refused_record_is_sent_again_next_run_and_listed_in_rejects(
     mark = len(agillic_emulator.requests)
     second = run_target("target-agillic", agillic_config, messages(rows), tmp_path)
     assert second.returncode == 0, second.stderr
-    assert sent_keys(agillic_emulator, mark) == [refused]
+    assert agillic_emulator.upserted_ids(mark) == [refused]
     assert refused in agillic_emulator.recipients
 
 
@@ -97,25 +86,15 @@ def test_full_sync_sends_every_record_and_keeps_the_ledger(
     agillic_emulator: AgillicEmulator, agillic_config: Config, tmp_path: Path
 ) -> None:
     rows = [customer(i) for i in range(120)]
-    assert (
-        run_target(
-            "target-agillic", agillic_config, messages(rows), tmp_path
-        ).returncode
-        == 0
-    )
+    run_ok("target-agillic", agillic_config, messages(rows), tmp_path)
     mark = len(agillic_emulator.requests)
     full = {**agillic_config, "full_sync": True}
-    assert run_target("target-agillic", full, messages(rows), tmp_path).returncode == 0
-    assert len(sent_keys(agillic_emulator, mark)) == 120
+    run_ok("target-agillic", full, messages(rows), tmp_path)
+    assert len(agillic_emulator.upserted_ids(mark)) == 120
 
     mark = len(agillic_emulator.requests)
-    assert (
-        run_target(
-            "target-agillic", agillic_config, messages(rows), tmp_path
-        ).returncode
-        == 0
-    )
-    assert sent_keys(agillic_emulator, mark) == []
+    run_ok("target-agillic", agillic_config, messages(rows), tmp_path)
+    assert agillic_emulator.upserted_ids(mark) == []
 
 
 def read_plan(path: Path) -> tuple[dict[str, str], dict[str, int]]:
@@ -128,12 +107,7 @@ def test_dry_run_writes_nothing_and_the_next_real_run_follows_its_plan(
     agillic_emulator: AgillicEmulator, agillic_config: Config, tmp_path: Path
 ) -> None:
     rows = [customer(i) for i in range(50)]
-    assert (
-        run_target(
-            "target-agillic", agillic_config, messages(rows), tmp_path
-        ).returncode
-        == 0
-    )
+    run_ok("target-agillic", agillic_config, messages(rows), tmp_path)
     for i in range(70, 80):  # exist in Agillic, unknown to the ledger
         email = customer(i)["email"]
         agillic_emulator.recipients[email] = {"EMAIL": email}
@@ -161,7 +135,7 @@ def test_dry_run_writes_nothing_and_the_next_real_run_follows_its_plan(
         tmp_path,
     )
     assert real.returncode == 0, real.stderr
-    sent = set(sent_keys(agillic_emulator, mark))
+    sent = set(agillic_emulator.upserted_ids(mark))
     assert {k for k, a in plan.items() if a == "create"} == sent - set(before)
     assert {k for k, a in plan.items() if a == "update"} == sent & set(before)
     assert {k for k, a in plan.items() if a == "unchanged"} == {

@@ -12,16 +12,6 @@ from tests.emulators import AgillicEmulator
 Config = dict[str, t.Any]
 
 
-def upserted_entries(emulator: AgillicEmulator) -> list[str]:
-    """Recipient IDs in every upsert body the emulator accepted, in order."""
-    return [
-        entry["personData"]["EMAIL"]
-        for request in emulator.requests
-        if request.route == "POST /recipients/v2/:upsert" and request.status == 202
-        for entry in request.body["recipients"]
-    ]
-
-
 def test_upsert_stores_every_record_once_with_the_right_values(
     agillic_emulator: AgillicEmulator, agillic_config: Config, tmp_path: Path
 ) -> None:
@@ -31,9 +21,7 @@ def test_upsert_stores_every_record_once_with_the_right_values(
     assert result.returncode == 0, result.stderr
     stored = agillic_emulator.recipients
     assert len(stored) == 2500
-    assert sorted(upserted_entries(agillic_emulator)) == sorted(
-        r["email"] for r in rows
-    )
+    assert sorted(agillic_emulator.upserted_ids()) == sorted(r["email"] for r in rows)
     sample = stored["user000007@example.com"]
     assert sample == {
         "EMAIL": "user000007@example.com",
@@ -124,7 +112,7 @@ def test_every_record_is_delivered_exactly_once_through_429s_and_5xx(
     assert result.returncode == 0, result.stderr
     assert agillic_emulator.faults_fired >= 3
     assert len(agillic_emulator.recipients) == 2500
-    applied = sorted(upserted_entries(agillic_emulator))
+    applied = sorted(agillic_emulator.upserted_ids())
     assert applied == sorted(r["email"] for r in rows)
     report = json.loads((tmp_path / "report.json").read_text())["streams"]["customers"]
     assert report["retries"] >= 1
