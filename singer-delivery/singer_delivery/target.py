@@ -16,8 +16,17 @@ import time
 import typing as t
 
 from singer_sdk import Target
+from singer_sdk.configuration._dict_config import merge_missing_config_jsonschema
 from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers.capabilities import (
+    ACTIVATE_VERSION_CONFIG,
+    TARGET_BATCH_SIZE_ROWS_CONFIG,
+    TARGET_VALIDATE_RECORDS_CONFIG,
+    CapabilitiesEnum,
+    PluginCapabilities,
+    TargetCapabilities,
+)
 
 from singer_delivery.report import ProgressLogger
 from singer_delivery.run import DeliveryRun, RunFailed
@@ -38,6 +47,14 @@ class DeliveryTarget(Target, abc.ABC):
     """A Singer target that delivers records to an API, at least once."""
 
     message_reader_class = MsgSpecReader
+
+    capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
+        PluginCapabilities.ABOUT,
+        PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.FLATTENING,
+        PluginCapabilities.STRUCTURED_LOGGING,
+        TargetCapabilities.VALIDATE_RECORDS,
+    ]
 
     #: Seconds between STATE-triggered drains; the first STATE drains at once.
     state_drain_interval: t.ClassVar[float] = 10.0
@@ -85,6 +102,25 @@ class DeliveryTarget(Target, abc.ABC):
         """Read-only checks against the API before any input is read."""
 
     # --- config -------------------------------------------------------------
+
+    @classmethod
+    def append_builtin_config(cls, config_jsonschema: dict) -> None:
+        """Only the SDK built-ins that mean something for an API target.
+
+        ``load_method`` and ``add_record_metadata`` are left out: ``sync_mode``
+        decides how records are written, and metadata columns have no place
+        in a destination's payload.
+        """
+        merge_missing_config_jsonschema(
+            TARGET_BATCH_SIZE_ROWS_CONFIG, config_jsonschema
+        )
+        if TargetCapabilities.VALIDATE_RECORDS in cls.capabilities:
+            merge_missing_config_jsonschema(
+                TARGET_VALIDATE_RECORDS_CONFIG, config_jsonschema
+            )
+        if PluginCapabilities.ACTIVATE_VERSION in cls.capabilities:
+            merge_missing_config_jsonschema(ACTIVATE_VERSION_CONFIG, config_jsonschema)
+        super(Target, cls).append_builtin_config(config_jsonschema)
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Add the cross-setting checks to the SDK's JSON-schema validation."""
@@ -140,6 +176,8 @@ class DeliveryTarget(Target, abc.ABC):
 
     def _process_activate_version_message(self, message_dict: dict) -> None:
         """Tell each sink of the stream; only they know what a version means."""
+        if not self.config.get("process_activate_version_messages", True):
+            return
         for stream_map in self.mapper.stream_maps[message_dict["stream"]]:
             sink = self.get_sink(stream_map.stream_alias)
             sink.activate_version(message_dict["version"])

@@ -7,7 +7,7 @@ import urllib.parse
 
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
-from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
+from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 
 from singer_delivery.http import RetryPolicy, Transport
 from singer_delivery.settings import check_base_url, delivery_properties
@@ -27,13 +27,9 @@ class TargetAgillic(DeliveryTarget):
 
     name = "target-agillic"
     default_sink_class = RecipientSink
-    capabilities: t.ClassVar[list] = [
-        PluginCapabilities.ABOUT,
+    capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
+        *DeliveryTarget.capabilities,
         PluginCapabilities.ACTIVATE_VERSION,
-        PluginCapabilities.STREAM_MAPS,
-        PluginCapabilities.FLATTENING,
-        PluginCapabilities.STRUCTURED_LOGGING,
-        TargetCapabilities.VALIDATE_RECORDS,
     ]
 
     config_jsonschema = th.PropertiesList(
