@@ -98,6 +98,15 @@ def delivery_properties() -> list[th.Property]:
             ),
         ),
         th.Property(
+            "batch_size_rows",
+            th.IntegerType,
+            default=1000,
+            description=(
+                "Records per batch, 1 to 1000 (the APIs take at most 1000 entries "
+                "per request)."
+            ),
+        ),
+        th.Property(
             "request_timeout",
             th.NumberType,
             default=30,
