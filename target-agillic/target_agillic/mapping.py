@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import functools
 import re
 import typing as t
 from dataclasses import dataclass
@@ -101,14 +102,12 @@ class PersonDataMapping:
 
     def value(self, name: str, value: t.Any) -> t.Any:
         """One value in Agillic's terms."""
-        if value is None or isinstance(value, str | bool | int):
+        if value is None or isinstance(value, _PLAIN):
             return value
-        if isinstance(value, decimal.Decimal | float):
+        if isinstance(value, _NUMBERS):
             return _number(value)
-        if isinstance(value, datetime.datetime):
-            return self.format_timestamp(value)
-        if isinstance(value, datetime.date):
-            return value.strftime(self.date_strftime)
+        if isinstance(value, datetime.date):  # datetimes too
+            return format_date(value, self.pattern_for(value))
         msg = (
             f"field {name} holds a {type(value).__name__}; Agillic takes only "
             "strings, numbers, booleans, dates and timestamps (flatten it with "
@@ -116,12 +115,30 @@ class PersonDataMapping:
         )
         raise RecordRejected("unsupported_value", msg, fields=(name,))
 
-    def format_timestamp(self, value: datetime.datetime) -> str:
-        """Aware timestamps are written in UTC; naive ones as they are."""
-        if value.tzinfo is not None:
-            value = value.astimezone(datetime.UTC)
-        text = value.strftime(self.timestamp_strftime)
-        return text.replace("{millis}", f"{value.microsecond // 1000:03d}")
+    def pattern_for(self, value: datetime.date) -> str:
+        """The timestamp format for datetimes, the date format for dates."""
+        if isinstance(value, datetime.datetime):
+            return self.timestamp_strftime
+        return self.date_strftime
+
+
+_PLAIN = (str, bool, int)
+_NUMBERS = (decimal.Decimal, float)
+
+
+@functools.lru_cache(maxsize=65536)
+def format_date(value: datetime.date, pattern: str) -> str:
+    """Format a date or timestamp; aware timestamps are written in UTC.
+
+    Cached because warehouse columns repeat dates a lot and ``strftime`` is
+    a large part of the per-record cost.
+    """
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        value = value.astimezone(datetime.UTC)
+    text = value.strftime(pattern)
+    if "{millis}" in text and isinstance(value, datetime.datetime):
+        text = text.replace("{millis}", f"{value.microsecond // 1000:03d}")
+    return text
 
 
 def _number(value: decimal.Decimal | float) -> decimal.Decimal | int | float:
