@@ -121,14 +121,22 @@ class DeliveryRun:
             "streams": {name: s.to_dict() for name, s in sorted(self.streams.items())},
         }
 
-    def finish(self) -> None:
-        """Report the run everywhere, then fail it if rejects passed the threshold."""
+    def finish(self, error: BaseException | None = None) -> None:
+        """Report the run everywhere, then fail it if rejects passed the threshold.
+
+        ``error`` is the exception that stopped a failed run: the report still
+        goes out (with what was delivered before it), and the caller re-raises.
+        """
         for stats in self.streams.values():
             emit_metrics(stats)
         report = self.report()
-        title = f"{self.target_name} run {self.run_id}" + (
-            " (dry run: nothing was written)" if self.dry_run else ""
-        )
+        if error is not None:
+            report["error"] = str(error)
+        title = f"{self.target_name} run {self.run_id}"
+        if self.dry_run:
+            title += " (dry run: nothing was written)"
+        if error is not None:
+            title += f" FAILED: {error}"
         print(render_table(title, list(self.streams.values())), file=sys.stderr)
         if self.report_path:
             write_json(self.report_path, report)
@@ -142,6 +150,8 @@ class DeliveryRun:
         self.rejects.close()
         for seen in self._seen.values():
             seen.close()
+        if error is not None:
+            return
         if problem := self._reject_ratio_problem():
             self.failures.append(problem)
         if self.failures:

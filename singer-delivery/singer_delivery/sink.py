@@ -318,8 +318,9 @@ class DeliverySink(BatchSink, abc.ABC):
         self._batch_slots.release()
 
     def raise_failure(self) -> None:
-        """Surface a worker's fatal error on the reading thread."""
+        """Surface a worker's fatal error on the reading thread, after the report."""
         if self._failure is not None:
+            self.target.finish(error=self._failure)
             raise self._failure
 
     def wait_for_deliveries(self) -> None:

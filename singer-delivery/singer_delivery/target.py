@@ -65,6 +65,7 @@ class DeliveryTarget(Target, abc.ABC):
     def __init__(self, **kwargs: t.Any) -> None:
         super().__init__(**kwargs)
         self.input_complete = False
+        self._finished = False
         self._last_state_drain = 0.0
         self.run = DeliveryRun.from_config(self.name, self.config)
         self._exit_stack = contextlib.ExitStack()
@@ -201,12 +202,19 @@ class DeliveryTarget(Target, abc.ABC):
                 self.drain_one(other)
                 other.wait_for_deliveries()
 
-    def finish(self) -> None:
-        """Print the report; exit non-zero when rejects passed the threshold."""
+    def finish(self, error: BaseException | None = None) -> None:
+        """Print the report (once); exit non-zero when the run must fail.
+
+        With ``error`` (delivery stopped for good) the report still goes out
+        and the caller re-raises the error.
+        """
+        if self._finished:
+            return
+        self._finished = True
         self._progress.stop()
         self._exit_stack.close()
         try:
-            self.run.finish()
+            self.run.finish(error)
         except RunFailed as exc:
             for line in str(exc).splitlines():
                 self.logger.error("%s", line)

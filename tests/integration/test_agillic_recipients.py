@@ -181,3 +181,6 @@ def test_daily_quota_stops_the_run_with_a_clear_message(
     assert result.states == []
     # five batches, each tried once: a spent quota is never retried
     assert agillic_emulator.calls["POST /recipients/v2/:upsert"] <= 5
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert "DAILY_QUOTA_EXCEEDED" in report["error"]
+    assert "FAILED: Agillic's daily API quota is spent" in result.stderr
