@@ -1,1 +1,234 @@
-"""target-gladly: placeholder until the Gladly issue lands."""
+"""target-gladly: the Singer target class and its settings."""
+
+from __future__ import annotations
+
+import math
+import typing as t
+import urllib.parse
+
+from singer_sdk import typing as th
+
+from singer_delivery.http import RetryPolicy, Transport
+from singer_delivery.ratelimit import RateLimiter
+from singer_delivery.settings import check_base_url, delivery_properties
+from singer_delivery.target import DeliveryTarget
+from target_gladly import contract
+from target_gladly.client import GladlyClient
+from target_gladly.mapping import check_field_mapping
+from target_gladly.sinks import CustomerProfileSink, ProfileLocks
+
+SYNC_MODES = ("upsert", "insert", "update")
+AUDIENCE_MODES = ("add", "remove", "mirror")
+NO_AUDIENCES = (
+    "Gladly has no list or audience API, so there is nothing to add customers "
+    "to, remove them from or mirror; use sync_mode upsert, insert or update"
+)
+
+DEFAULT_RATE = 10
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_TIMEOUT = 30.0
+
+#: Connections: pacing, not the pool, must be what makes a request wait, or
+#: a request would take its pacing slot and then go out late in a burst.
+MAX_CONNECTIONS = 64
+
+
+def shared_properties() -> list[th.Property]:
+    """The shared settings, with Gladly's default for ``max_retries``."""
+    properties = delivery_properties()
+    for prop in properties:
+        if prop.name == "max_retries":
+            prop.default = DEFAULT_MAX_RETRIES
+    return properties
+
+
+class TargetGladly(DeliveryTarget):
+    """Keeps Gladly customer profiles in sync with a warehouse table."""
+
+    name = "target-gladly"
+    default_sink_class = CustomerProfileSink
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "domain",
+            th.StringType,
+            required=True,
+            description=(
+                "The organization's Gladly subdomain, e.g. mycompany for "
+                "https://mycompany.gladly.com; a full Gladly host such as "
+                "mycompany.gladly.qa (sandbox) or mycompany.us-1.gladly.com is "
+                "also accepted. No scheme, path or port."
+            ),
+        ),
+        th.Property(
+            "base_url",
+            th.StringType,
+            description=(
+                "Override of the API base URL (tests, emulators, proxies); plain "
+                "http only for 127.0.0.1 or localhost. Default: https://{domain host}."
+            ),
+        ),
+        th.Property(
+            "username",
+            th.StringType,
+            required=True,
+            description="Email address of the Gladly API user.",
+        ),
+        th.Property(
+            "api_token",
+            th.StringType,
+            required=True,
+            secret=True,
+            description="API token of that user (HTTP Basic password).",
+        ),
+        th.Property(
+            "sync_mode",
+            th.StringType,
+            default="upsert",
+            description=(
+                "upsert: match by email, update what differs or create; insert: "
+                "only create, existing profiles are rejected; update: only update "
+                "profiles by their Gladly id (mapped to id), missing ones are "
+                "rejected."
+            ),
+        ),
+        th.Property(
+            "field_mapping",
+            th.ObjectType(additional_properties=th.StringType),
+            description=(
+                "{record field: profile field}. name, email, phone, address, "
+                "externalCustomerId, image and id are profile fields; any other "
+                "name is a custom attribute. When absent, record fields go under "
+                "their own names by the same rule (_sdc_* fields are skipped)."
+            ),
+        ),
+        th.Property(
+            "phone_type",
+            th.StringType,
+            allowed_values=list(contract.PHONE_TYPES),
+            description=(
+                "Type given to phone numbers: MOBILE, HOME or OFFICE; unset sends "
+                "no type. A MOBILE number must be unique in Gladly: a record "
+                "whose mobile number another profile holds is rejected."
+            ),
+        ),
+        th.Property(
+            "max_requests_per_second",
+            th.NumberType,
+            default=DEFAULT_RATE,
+            description=(
+                "Requests per second for each HTTP method (GET, POST, PATCH "
+                "separately), shared by all threads and streams. Gladly allows "
+                "10 per method for the whole organization."
+            ),
+        ),
+        *shared_properties(),
+    ).to_dict()
+
+    def __init__(self, **kwargs: t.Any) -> None:
+        self._transport: Transport | None = None
+        self.profile_locks = ProfileLocks()
+        super().__init__(**kwargs)
+
+    # --- settings -----------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        """``base_url`` when set, else the organization's Gladly host."""
+        if base_url := self.config.get("base_url"):
+            return str(base_url).rstrip("/")
+        return f"https://{contract.gladly_host(self.config['domain'])}"
+
+    @property
+    def rate(self) -> float:
+        """Requests per second allowed for each HTTP method."""
+        return float(self.config.get("max_requests_per_second", DEFAULT_RATE))
+
+    @property
+    def request_concurrency(self) -> int:
+        """Records in flight per stream: about one per request per second.
+
+        Round trips of up to a second per record then still keep the GET
+        and the write budgets busy at once; more threads would only wait.
+        """
+        return min(32, max(8, math.ceil(self.rate)))
+
+    @property
+    def lock_name(self) -> str:
+        """One run at a time per Gladly organization (or emulator)."""
+        return f"{self.name} {urllib.parse.urlsplit(self.api_url).netloc}"
+
+    def check_settings(self) -> list[str]:
+        """Domain, base URL, modes, mapping and rate, on top of the shared checks."""
+        errors = super().check_settings()
+        config = self.config
+        if domain := config.get("domain"):
+            try:
+                contract.gladly_host(domain)
+            except ValueError as exc:
+                errors.append(str(exc))
+        base_url = config.get("base_url")
+        if base_url and (problem := check_base_url("base_url", base_url)):
+            errors.append(problem)
+        errors += check_modes(config)
+        if mapping := config.get("field_mapping"):
+            errors += check_field_mapping(mapping)
+        rate = config.get("max_requests_per_second", DEFAULT_RATE)
+        if not rate > 0:
+            errors.append(
+                f"max_requests_per_second must be more than 0 (got {rate}); "
+                "Gladly allows 10 per HTTP method"
+            )
+        return errors
+
+    # --- API ----------------------------------------------------------------
+
+    @property
+    def transport(self) -> Transport:
+        """The connection pool, pacing and credentials every sink shares."""
+        if self._transport is None:
+            transport = Transport(
+                base_url=self.api_url,
+                timeout=float(self.config.get("request_timeout", DEFAULT_TIMEOUT)),
+                retry=RetryPolicy(
+                    total=int(self.config.get("max_retries", DEFAULT_MAX_RETRIES))
+                ),
+                max_concurrency=MAX_CONNECTIONS,
+                rate_limiter=RateLimiter(self.rate),
+                fatal_check=contract.credential_failure,
+                user_agent=f"{self.name}/{self.plugin_version}",
+            )
+            transport.session.auth = (self.config["username"], self.config["api_token"])
+            self._transport = transport
+        return self._transport
+
+    def preflight(self) -> None:
+        """Check credentials and permission before any input is read."""
+        response = GladlyClient(self.transport).organization()
+        limit = response.headers.get(contract.LIMIT_HEADER, "")
+        if limit.isdigit() and int(limit) < self.rate:
+            self.logger.warning(
+                "Gladly allows %s requests per second per method, fewer than "
+                "max_requests_per_second=%g; lower it to avoid 429 answers",
+                limit,
+                self.rate,
+            )
+
+
+def check_modes(config: t.Mapping[str, t.Any]) -> list[str]:
+    """``sync_mode`` must be a profile mode; audience settings have no meaning."""
+    errors = []
+    mode = config.get("sync_mode", "upsert")
+    if mode in AUDIENCE_MODES:
+        errors.append(f"sync_mode {mode!r} is not available: {NO_AUDIENCES}")
+    elif mode not in SYNC_MODES:
+        errors.append(
+            f"sync_mode {mode!r} is not one of {', '.join(SYNC_MODES)}; "
+            "upsert is the default"
+        )
+    if "audience_mode" in config:
+        errors.append(f"audience_mode is not available: {NO_AUDIENCES}")
+    return errors
+
+
+if __name__ == "__main__":
+    TargetGladly.cli()

@@ -1,0 +1,181 @@
+"""Gladly API shapes this target assumes (see api-contracts.md, "Gladly").
+
+Paths, hosts, the profile body and the error envelope come from Gladly's
+published OpenAPI file; the 409 and 401 bodies, the rate-limit headers on
+every response and the shallow merge of ``customAttributes`` are assumed.
+Each assumption lives here, in one place, and responses are read leniently:
+unknown fields are ignored, ``errors`` may be a list or a single object, and
+no error body is required to parse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import typing as t
+import urllib.parse
+from dataclasses import dataclass, field
+
+import requests
+
+ORGANIZATION_PATH = "/api/v1/organization"
+PROFILES_PATH = "/api/v1/customer-profiles"
+
+#: Profile fields a record can set directly; any other name is a custom attribute.
+STANDARD_FIELDS = frozenset(
+    {"name", "email", "phone", "address", "externalCustomerId", "image", "id"}
+)
+#: Single-string fields: a PATCH sends the new value in place of the old one.
+TEXT_FIELDS = ("name", "address", "image", "externalCustomerId")
+#: Body names that are not record targets (use ``email``/``phone`` instead).
+RESERVED_FIELDS = frozenset(
+    {"emails", "phones", "customAttributes", "createdAt", "updatedAt"}
+)
+PHONE_TYPES = ("MOBILE", "HOME", "OFFICE")
+#: Keys of an ``emails``/``phones`` entry that may be sent back in a PATCH.
+CONTACT_KEYS = ("original", "type", "primary")
+
+#: A client-chosen id: URL-safe and shorter than 50 characters.
+ID_PATTERN = re.compile(r"[A-Za-z0-9._~-]{1,49}")
+DERIVED_ID_PREFIX = "tg-"
+
+#: How many merges a read follows before giving up (merges chain rarely).
+MAX_MOVES = 5
+
+LIMIT_HEADER = "Ratelimit-Limit-Second"
+
+GLADLY_HOST_SUFFIXES = (".gladly.com", ".gladly.qa")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_ORG = re.compile(_LABEL)
+_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.gladly\.(?:com|qa)")
+DOMAIN_FORMS = (
+    "the organization's subdomain, e.g. mycompany (for "
+    "https://mycompany.gladly.com), or a full Gladly host such as "
+    "mycompany.gladly.qa or mycompany.us-1.gladly.com"
+)
+
+
+def gladly_host(domain: str) -> str:
+    """The API host for the ``domain`` setting.
+
+    Raises ``ValueError`` with the expected forms for anything that is not a
+    bare subdomain or a Gladly host: a scheme, path, port or foreign host
+    would send the API token somewhere the user did not mean.
+    """
+    value = domain.strip().lower()
+    if _ORG.fullmatch(value):
+        return f"{value}.gladly.com"
+    if _HOST.fullmatch(value):
+        return value
+    msg = f"domain {domain!r} is not a Gladly organization; use {DOMAIN_FORMS}"
+    raise ValueError(msg)
+
+
+def normalize_email(value: str) -> str:
+    """Gladly matches emails on the trimmed, lower-cased value."""
+    return value.strip().lower()
+
+
+def normalize_phone(value: str) -> str:
+    """Separators do not make a different number (assumed Gladly matching)."""
+    return re.sub(r"[\s().-]", "", value)
+
+
+def derived_id(key: str) -> str:
+    """A profile id that only this record key produces.
+
+    Creating with it makes a repeated create answer 409 instead of making a
+    duplicate, and tells a later run that the profile holding it is its own.
+    """
+    digest = hashlib.blake2b(key.encode(), digest_size=15).hexdigest()
+    return DERIVED_ID_PREFIX + digest
+
+
+def profile_path(profile_id: str) -> str:
+    """A profile's URL path, its id percent-encoded."""
+    return f"{PROFILES_PATH}/{urllib.parse.quote(profile_id, safe='')}"
+
+
+def _json(response: requests.Response) -> t.Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ApiProblem:
+    """One entry of the ``errors`` envelope."""
+
+    code: str
+    detail: str
+    attr: str | None = None
+    meta: t.Mapping[str, t.Any] = field(default_factory=dict)
+
+
+def problems_of(response: requests.Response) -> list[ApiProblem]:
+    """The ``errors`` entries, whether sent as a list or one object."""
+    body = _json(response)
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, dict):
+        errors = [errors]
+    problems = [
+        ApiProblem(
+            code=str(e.get("code") or f"http_{response.status_code}"),
+            detail=str(e.get("detail") or e.get("code") or response.reason or ""),
+            attr=str(e["attr"]) if e.get("attr") else None,
+            meta=e["meta"] if isinstance(e.get("meta"), dict) else {},
+        )
+        for e in errors or []
+        if isinstance(e, dict)
+    ]
+    return problems or [
+        ApiProblem(f"http_{response.status_code}", response.reason or "no message")
+    ]
+
+
+def first_problem(response: requests.Response) -> ApiProblem:
+    """The entry a reject or an error message quotes."""
+    return problems_of(response)[0]
+
+
+def profiles_of(response: requests.Response) -> list[dict[str, t.Any]]:
+    """Profiles from a find answer (a JSON array); anything else finds none."""
+    body = _json(response)
+    if not isinstance(body, list):
+        return []
+    return [p for p in body if isinstance(p, dict) and p.get("id")]
+
+
+def profile_of(response: requests.Response) -> dict[str, t.Any]:
+    """A profile from a read answer."""
+    body = _json(response)
+    return body if isinstance(body, dict) else {}
+
+
+def moved_to(response: requests.Response) -> str | None:
+    """The surviving id of a merged profile (301): ``meta.new``, else Location."""
+    for problem in problems_of(response):
+        if problem.meta.get("new"):
+            return str(problem.meta["new"])
+    location = response.headers.get("Location") or ""
+    tail = location.rstrip("/").rsplit("/", 1)[-1]
+    return urllib.parse.unquote(tail) or None
+
+
+def credential_failure(response: requests.Response) -> str | None:
+    """A stop message for 401/403: every further call would fail the same way."""
+    if response.status_code == 401:
+        return (
+            "Gladly refused the API credentials (HTTP 401). Check username (the "
+            "email address of the Gladly API user) and api_token (an API token "
+            "that this user created in Gladly); a deleted or rotated token must "
+            "be replaced in the config."
+        )
+    if response.status_code == 403:
+        return (
+            "Gladly answered 403 Forbidden: the API user in username lacks the "
+            "permission for customer profiles. Give that user the API User role "
+            "in Gladly, or set username and api_token to a user who has it."
+        )
+    return None
