@@ -22,6 +22,10 @@ from singer_delivery.ratelimit import RateLimiter
 
 logger = logging.getLogger(__name__)
 
+# urllib3 logs every URL at DEBUG, and URLs here carry recipient IDs and
+# emails; this module logs each call by route instead.
+logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
+
 RETRY_AFTER_CAP = 120.0
 
 

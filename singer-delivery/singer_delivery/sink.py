@@ -239,6 +239,10 @@ class DeliverySink(BatchSink, abc.ABC):
 
     # --- record path --------------------------------------------------------
 
+    def _after_process_record(self, context: dict) -> None:
+        """Nothing: the SDK logs the whole pending batch here at DEBUG level,
+        which would put every record's personal data into the logs."""
+
     def process_record(self, record: dict, context: dict) -> None:
         """Map and fingerprint one record into the pending batch."""
         self.stats.add(received=1)

@@ -83,6 +83,8 @@ def test_credentials_and_tokens_never_appear_in_debug_output(
     assert agillic_emulator.tokens_issued >= 2
     for value in [key, secret, *agillic_emulator.tokens]:
         assert value not in output
+    # personal data stays out of the logs too (routes are logged, not URLs)
+    assert customer(7)["email"] not in result.stderr
 
 
 def test_state_is_written_only_after_the_records_before_it_are_delivered(
