@@ -133,11 +133,11 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def check_base_url(setting: str, value: str) -> str | None:
+def check_base_url(setting: str, value: str, example: str) -> str | None:
     """An https URL, or http on a loopback host (emulators, tunnels)."""
     parsed = urllib.parse.urlsplit(value)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        return f"{setting} {value!r} is not a URL; use e.g. https://api-eu1.agillic.net"
+        return f"{setting} {value!r} is not a URL; use e.g. {example}"
     if parsed.scheme == "http" and not is_loopback(parsed.hostname):
         return (
             f"{setting} must use https for a remote host (got {value!r}); plain "

@@ -223,7 +223,11 @@ class TargetAgillic(DeliveryTarget):
         """Endpoint, concurrency and date formats, on top of the shared checks."""
         errors = super().check_settings()
         endpoint = self.config.get("api_endpoint")
-        if endpoint and (problem := check_base_url("api_endpoint", endpoint)):
+        if endpoint and (
+            problem := check_base_url(
+                "api_endpoint", endpoint, "https://api-eu1.agillic.net"
+            )
+        ):
             errors.append(problem)
         concurrency = self.config.get("max_concurrency", 10)
         if not 1 <= concurrency <= MAX_CONCURRENCY:

@@ -167,7 +167,11 @@ class TargetGladly(DeliveryTarget):
             except ValueError as exc:
                 errors.append(str(exc))
         base_url = config.get("base_url")
-        if base_url and (problem := check_base_url("base_url", base_url)):
+        if base_url and (
+            problem := check_base_url(
+                "base_url", base_url, "https://mycompany.gladly.com"
+            )
+        ):
             errors.append(problem)
         errors += check_modes(config)
         if mapping := config.get("field_mapping"):
