@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 import typing as t
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,6 +30,8 @@ from singer_delivery.batching import chunked
 logger = logging.getLogger(__name__)
 
 LOOKUP_CHUNK = 500
+FLUSH_AT = 10_000
+FLUSH_CHUNK = 1000
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 
 metadata = sa.MetaData()
@@ -130,6 +133,9 @@ class Ledger:
         self.dialect = self.url.get_backend_name()
         self.engine = self._create_engine()
         metadata.create_all(self.engine)
+        self._pending: dict[str, dict[str, str]] = {}
+        self._pending_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
 
     def _create_engine(self) -> sa.Engine:
         if self.dialect != "sqlite":
@@ -188,35 +194,65 @@ class Ledger:
                     )
                 )
                 found.update({row.key_hash: row.fingerprint for row in rows})
+        with self._pending_lock:
+            pending = self._pending.get(scope_id, {})
+            found.update({k: pending[k] for k in key_hashes if k in pending})
         return found
 
     def record_deliveries(
         self, scope_id: str, delivered: Sequence[tuple[str, str]]
     ) -> None:
-        """Store (key hash, fingerprint) pairs the API acknowledged."""
-        if not delivered:
-            return
-        insert = self._insert()(deliveries)
-        stmt = insert.on_conflict_do_update(
-            index_elements=["scope_id", "key_hash"],
-            set_={
-                "fingerprint": insert.excluded.fingerprint,
-                "delivered_at": sa.func.current_timestamp(),
-            },
-        )
-        with self.engine.begin() as conn:
-            for chunk in chunked(delivered, LOOKUP_CHUNK):
-                conn.execute(
-                    stmt,
-                    [
-                        {"scope_id": scope_id, "key_hash": key, "fingerprint": fp}
-                        for key, fp in chunk
-                    ],
-                )
+        """Store (key hash, fingerprint) pairs the API acknowledged.
+
+        Writes are buffered up to ``FLUSH_AT`` keys: committing 1000 random
+        keys at a time rewrote most of the table's pages on every batch. The
+        buffer is visible to ``fingerprints`` at once and is flushed before
+        every STATE (``flush``), so a crash costs at most a repeat send.
+        """
+        with self._pending_lock:
+            pending = self._pending.setdefault(scope_id, {})
+            pending.update(delivered)
+            full = sum(map(len, self._pending.values())) >= FLUSH_AT
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered deliveries in one transaction."""
+        with self._flush_lock:
+            with self._pending_lock:
+                snapshot = {scope: dict(keys) for scope, keys in self._pending.items()}
+            if not any(snapshot.values()):
+                return
+            insert = self._insert()(deliveries)
+            stmt = insert.on_conflict_do_update(
+                index_elements=["scope_id", "key_hash"],
+                set_={
+                    "fingerprint": insert.excluded.fingerprint,
+                    "delivered_at": sa.func.current_timestamp(),
+                },
+            )
+            rows = [
+                {"scope_id": scope, "key_hash": key, "fingerprint": fp}
+                for scope, keys in snapshot.items()
+                for key, fp in sorted(keys.items())
+            ]
+            with self.engine.begin() as conn:
+                for chunk in chunked(rows, FLUSH_CHUNK):
+                    conn.execute(stmt, list(chunk))
+            with self._pending_lock:
+                for scope, keys in snapshot.items():
+                    pending = self._pending.get(scope, {})
+                    for key, fp in keys.items():
+                        if pending.get(key) == fp:
+                            del pending[key]
 
     def forget_deliveries(self, scope_id: str, key_hashes: Sequence[str]) -> None:
         """Drop keys whose destination state was undone (e.g. a removed member),
         so that the same payload is sent again when the key comes back."""
+        with self._pending_lock:
+            pending = self._pending.get(scope_id, {})
+            for key in key_hashes:
+                pending.pop(key, None)
         with self.engine.begin() as conn:
             for chunk in chunked(key_hashes, LOOKUP_CHUNK):
                 conn.execute(
@@ -228,6 +264,7 @@ class Ledger:
 
     def delivered_count(self, scope_id: str) -> int:
         """How many keys the scope holds."""
+        self.flush()
         with self.engine.connect() as conn:
             return int(
                 conn.scalar(

@@ -127,6 +127,7 @@ class DeliveryRun:
         ``error`` is the exception that stopped a failed run: the report still
         goes out (with what was delivered before it), and the caller re-raises.
         """
+        self.ledger.flush()
         for stats in self.streams.values():
             emit_metrics(stats)
         report = self.report()

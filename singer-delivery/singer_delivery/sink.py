@@ -351,6 +351,7 @@ class DeliverySink(BatchSink, abc.ABC):
         for _ in range(self.batches_in_flight):
             self._batch_slots.release()
         self.raise_failure()
+        self.run.ledger.flush()
 
     def _run_batch(self, items: list[Item]) -> None:
         if self._failure is not None:

@@ -89,3 +89,14 @@ def test_urls() -> None:
     assert default_ledger_url({"MELTANO_PROJECT_ROOT": "/p"}) == (
         "sqlite:////p/.meltano/delivery-ledger.sqlite"
     )
+
+
+def test_buffered_deliveries_are_visible_before_and_after_the_flush(
+    ledger: Ledger,
+) -> None:
+    ledger.record_deliveries(SCOPE.scope_id, [("a", "1"), ("b", "2")])
+    assert ledger.fingerprints(SCOPE.scope_id, ["a", "b"]) == {"a": "1", "b": "2"}
+    ledger.forget_deliveries(SCOPE.scope_id, ["b"])
+    ledger.flush()
+    fresh = Ledger(ledger.url.render_as_string(hide_password=False))
+    assert fresh.fingerprints(SCOPE.scope_id, ["a", "b"]) == {"a": "1"}
