@@ -16,10 +16,10 @@ import pytest
 from singer_sdk.testing import get_target_test_class
 from singer_sdk.testing import target_tests as sdk
 from singer_sdk.testing.runners import TargetTestRunner
-from singer_sdk.testing.suites import SingerTestSuite
 
 from target_agillic.target import TargetAgillic
 from tests.emulators import AgillicEmulator
+from tests.integration.standard import rejects_of, suite_with
 
 STREAMS = importlib.resources.files("singer_sdk.testing") / "target_test_streams"
 
@@ -38,13 +38,6 @@ def sample_fields() -> list[tuple[str, str]]:
             if message.get("type") == "SCHEMA":
                 names.update(message["schema"].get("properties", {}))
     return [(name, "STRING") for name in sorted(names)]
-
-
-def rejects_of(runner: TargetTestRunner) -> list[dict[str, t.Any]]:
-    path = Path(runner.config["rejects_path"])
-    return (
-        [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-    )
 
 
 class Checked:
@@ -163,27 +156,20 @@ class SpecialCharsInAttributes(Checked, sdk.TargetSpecialCharsInAttributes):
         assert [r["key"] for r in self.rejects] == ["_id=a2e98886"]
 
 
-SUITE = SingerTestSuite(
-    kind="target",
-    tests=[
-        ArrayData,
-        CamelcaseComplexSchema,
-        Camelcase,
-        sdk.TargetCliPrintsTest,
-        DuplicateRecords,
-        EncodedStringData,
-        sdk.TargetInvalidSchemaTest,
-        NoPrimaryKeys,
-        OptionalAttributes,
-        PrimaryKeyUpdates,
-        sdk.TargetRecordBeforeSchemaTest,
-        sdk.TargetRecordMissingKeyProperty,
-        RecordMissingOptionalFields,
-        RecordMissingRequiredProperty,
-        SchemaNoProperties,
-        SchemaUpdates,
-        SpecialCharsInAttributes,
-    ],
+SUITE = suite_with(
+    ArrayData,
+    CamelcaseComplexSchema,
+    Camelcase,
+    DuplicateRecords,
+    EncodedStringData,
+    NoPrimaryKeys,
+    OptionalAttributes,
+    PrimaryKeyUpdates,
+    RecordMissingOptionalFields,
+    RecordMissingRequiredProperty,
+    SchemaNoProperties,
+    SchemaUpdates,
+    SpecialCharsInAttributes,
 )
 
 _StandardTests = get_target_test_class(

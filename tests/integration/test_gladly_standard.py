@@ -8,7 +8,6 @@ profile with that id and its other fields as custom attributes (strings).
 
 from __future__ import annotations
 
-import json
 import typing as t
 from pathlib import Path
 
@@ -16,10 +15,10 @@ import pytest
 from singer_sdk.testing import get_target_test_class
 from singer_sdk.testing import target_tests as sdk
 from singer_sdk.testing.runners import TargetTestRunner
-from singer_sdk.testing.suites import SingerTestSuite
 
 from target_gladly.target import TargetGladly
 from tests.emulators import GladlyEmulator
+from tests.integration.standard import rejects_of, suite_with
 
 #: The camel-case samples call their key ``Id``.
 MAPPINGS = {
@@ -45,10 +44,7 @@ class Checked:
 
     @property
     def rejects(self) -> list[dict[str, t.Any]]:
-        path = Path(self.runner.config["rejects_path"])
-        if not path.exists():
-            return []
-        return [json.loads(x) for x in path.read_text().splitlines()]
+        return rejects_of(self.runner)
 
 
 def attributes(**values: str) -> dict[str, t.Any]:
@@ -157,27 +153,20 @@ class SpecialCharsInAttributes(Checked, sdk.TargetSpecialCharsInAttributes):
         ]
 
 
-SUITE = SingerTestSuite(
-    kind="target",
-    tests=[
-        ArrayData,
-        CamelcaseComplexSchema,
-        Camelcase,
-        sdk.TargetCliPrintsTest,
-        DuplicateRecords,
-        EncodedStringData,
-        sdk.TargetInvalidSchemaTest,
-        NoPrimaryKeys,
-        OptionalAttributes,
-        PrimaryKeyUpdates,
-        sdk.TargetRecordBeforeSchemaTest,
-        sdk.TargetRecordMissingKeyProperty,
-        RecordMissingOptionalFields,
-        RecordMissingRequiredProperty,
-        SchemaNoProperties,
-        SchemaUpdates,
-        SpecialCharsInAttributes,
-    ],
+SUITE = suite_with(
+    ArrayData,
+    CamelcaseComplexSchema,
+    Camelcase,
+    DuplicateRecords,
+    EncodedStringData,
+    NoPrimaryKeys,
+    OptionalAttributes,
+    PrimaryKeyUpdates,
+    RecordMissingOptionalFields,
+    RecordMissingRequiredProperty,
+    SchemaNoProperties,
+    SchemaUpdates,
+    SpecialCharsInAttributes,
 )
 
 _StandardTests = get_target_test_class(
