@@ -7,6 +7,10 @@ installs the plugins in seconds instead of minutes.
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -19,6 +23,10 @@ TEST_REQUIREMENTS = (
     "pytest-timeout>=2.3,<3",
     "requests-mock>=1.12,<2",
 )
+MELTANO = "meltano>=4.4,<5"
+#: Meltano's own virtualenv, shared by the tests and demo sessions.
+MELTANO_VENV = Path(__file__).resolve().parent / ".nox" / "meltano"
+MELTANO_ENV = {"MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"}
 
 
 def install_packages(session: nox.Session) -> None:
@@ -27,12 +35,35 @@ def install_packages(session: nox.Session) -> None:
     session.install(*args)
 
 
+def install_meltano(session: nox.Session) -> Path:
+    """Meltano in a virtualenv of its own; returns its executable.
+
+    Meltano pins its own dependencies (SQLAlchemy, click, structlog...), which
+    must not choose the versions the targets are tested with; the plugins it
+    runs get virtualenvs of their own from Meltano anyway.
+    """
+    venv, python = str(MELTANO_VENV), str(MELTANO_VENV / "bin" / "python")
+    if uv := shutil.which("uv"):
+        create = [uv, "venv", "--quiet", "--python", sys.executable, venv]
+        install = [uv, "pip", "install", "--quiet", "--python", python, MELTANO]
+    else:
+        create = [sys.executable, "-m", "venv", venv]
+        install = [python, "-m", "pip", "install", "--quiet", MELTANO]
+    if not Path(python).exists():
+        session.run_install(*create, external=True)
+    session.run_install(*install, external=True)
+    return MELTANO_VENV / "bin" / "meltano"
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit, emulator and end-to-end tests."""
+    """Unit, emulator and end-to-end (PostgreSQL and Meltano) tests."""
     install_packages(session)
     session.install(*TEST_REQUIREMENTS)
-    session.run("pytest", *session.posargs)
+    meltano = install_meltano(session)
+    session.run(
+        "pytest", *session.posargs, env={**MELTANO_ENV, "MELTANO_BIN": str(meltano)}
+    )
 
 
 @nox.session
@@ -65,3 +96,15 @@ def bench(session: nox.Session) -> None:
     """
     install_packages(session)
     session.run("python", "-m", "tests.bench", *session.posargs)
+
+
+@nox.session(venv_backend="none", default=False)
+def demo(session: nox.Session) -> None:
+    """Both targets through Meltano against the emulators, run twice (~1 min).
+
+    Prints each run's report; logs and reports stay in .meltano/demo/.
+    """
+    meltano = install_meltano(session)
+    session.run(
+        str(meltano.parent / "python"), "demo/run.py", env=MELTANO_ENV, external=True
+    )
