@@ -23,6 +23,7 @@ def delivery_properties() -> list[th.Property]:
         th.Property(
             "ledger_url",
             th.StringType,
+            secret=True,
             description=(
                 "SQLAlchemy URL of the delivery ledger (sqlite:/// or "
                 "postgresql://). Default: a SQLite file delivery-ledger.sqlite "

@@ -146,7 +146,7 @@ class DeliverySink(BatchSink, abc.ABC):
         """Called with every mapped item, changed or not (e.g. mirror's seen set)."""
 
     def finish_snapshot(self) -> None:
-        """Called once the stream's full snapshot is known complete."""
+        """Called at a clean end of input; check ``snapshot_complete`` first."""
 
     @property
     def holds_back_state(self) -> bool:
@@ -439,7 +439,12 @@ class DeliverySink(BatchSink, abc.ABC):
         """
         if not self.target.input_complete:
             return False
-        return self.snapshot_closed if self._activations else True
+        return self.snapshot_closed or not self.activation_opened
+
+    @property
+    def activation_opened(self) -> bool:
+        """The tap announced a full-table version for this stream."""
+        return bool(self._activations)
 
     def setup(self) -> None:
         """Register the scope so the ledger says what its ids stand for."""
@@ -449,7 +454,7 @@ class DeliverySink(BatchSink, abc.ABC):
         """Finish in-flight work before the SDK reports the stream done."""
         try:
             self.wait_for_deliveries()
-            if self.snapshot_complete and self.is_active:
+            if self.target.input_complete and self.is_active:
                 self.finish_snapshot()
         finally:
             self._workers.shutdown(wait=True)

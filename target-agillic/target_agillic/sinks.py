@@ -224,8 +224,14 @@ class AudienceSink(RecipientSink):
             return self.change_members("remove", items)
         upserted = self.upsert(items)
         rejected = [o for o in upserted if o.reject is not None]
-        added = self.change_members("add", [o.item for o in upserted if not o.reject])
-        return [*rejected, *added]
+        done = [o.item for o in upserted if o.reject is None]
+        members = self.run.ledger.known_members(
+            self.membership_scope.scope_id, [item.key for item in done]
+        )
+        added = self.change_members("add", [i for i in done if i.key not in members])
+        # a changed member only needed its Person Data upserted
+        kept = [Outcome(item) for item in done if item.key in members]
+        return [*rejected, *added, *kept]
 
     def plan(self, items: list[Item]) -> t.Iterable[Outcome]:
         """The upsert plan, plus a group line for each membership change."""
@@ -284,6 +290,18 @@ class AudienceSink(RecipientSink):
     def finish_snapshot(self) -> None:
         """Mirror: remove remembered members the complete snapshot did not hold."""
         if self.audience_mode != "mirror":
+            return
+        if not self.snapshot_complete:
+            self.logger.warning(
+                "Mirror of target group %r: the tap sent ACTIVATE_VERSION before "
+                "stream %s but none after it, so the snapshot cannot be known "
+                "complete and no member was removed. Turn off the tap's "
+                "emit_activate_version_messages (a clean end of input then "
+                "completes the snapshot) or set "
+                "process_activate_version_messages to false.",
+                self.group,
+                self.stream_name,
+            )
             return
         scope_id = self.scope.scope_id
         seen = self.run.seen_set(scope_id)

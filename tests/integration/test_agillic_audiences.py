@@ -144,6 +144,9 @@ def test_mirror_waits_for_the_closing_activate_version(
     unclosed = run_target("target-agillic", vip_config, opened, tmp_path)
     assert unclosed.returncode == 0, unclosed.stderr
     assert members(agillic_emulator) == emails(range(100))
+    assert "none after it, so the snapshot cannot be known complete" in (
+        unclosed.stderr
+    )
 
     closed = [*opened[:-1], activate_version("vip", 7), opened[-1]]
     result = run_target("target-agillic", vip_config, closed, tmp_path)
@@ -410,3 +413,17 @@ def test_dry_run_plans_rows_against_recipients_the_run_would_create(
     report = json.loads((tmp_path / "report.json").read_text())["streams"]
     assert report["orders"]["created"] == 10
     assert report["orders"]["rejected_by_reason"] == {"recipient_not_found": 1}
+
+
+def test_a_changed_member_is_upserted_but_not_added_again(
+    agillic_emulator: AgillicEmulator, vip_config: Config, tmp_path: Path
+) -> None:
+    run_ok("target-agillic", vip_config, audience(range(10)), tmp_path)
+    adds = agillic_emulator.calls[ADD]
+    changed = [member(i) for i in range(10)]
+    changed[3]["first_name"] = "Renamed"
+    lines = messages(changed, stream="vip", schema=AUDIENCE_SCHEMA)
+    run_ok("target-agillic", vip_config, lines, tmp_path)
+    assert agillic_emulator.calls[ADD] == adds
+    assert agillic_emulator.recipients[customer(3)["email"]]["FIRSTNAME"] == "Renamed"
+    assert members(agillic_emulator) == emails(range(10))
