@@ -85,7 +85,11 @@ class PersonDataMapping:
             ]
         else:
             pairs = [(k, v) for k, v in record.items() if not k.startswith("_sdc_")]
-        return {name: self.value(name, value) for name, value in pairs}
+        # plain values skip the call: this runs for every field of every record
+        return {
+            name: value if type(value) in _AS_IS else self.value(name, value)
+            for name, value in pairs
+        }
 
     def recipient_id(self, person_data: t.Mapping[str, t.Any]) -> str:
         """The recipient's ID, or a reject when it is missing or blank."""
@@ -123,6 +127,7 @@ class PersonDataMapping:
 
 
 _PLAIN = (str, bool, int)
+_AS_IS = frozenset({str, bool, int, type(None)})
 _NUMBERS = (decimal.Decimal, float)
 
 
