@@ -58,8 +58,10 @@ class AgillicSink(DeliverySink):
 
     @property
     def batches_in_flight(self) -> int:
-        """Enough batches to keep every allowed connection busy while tasks run."""
-        return int(self.config.get("max_concurrency", 10))
+        """Batches spend most of their time waiting for their task, not holding
+        a connection (the transport caps those at ``max_concurrency``), so
+        more of them than connections keep the reader from stalling."""
+        return 3 * int(self.config.get("max_concurrency", 10))
 
     @property
     def request_concurrency(self) -> int:
