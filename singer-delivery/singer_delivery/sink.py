@@ -139,9 +139,6 @@ class DeliverySink(BatchSink, abc.ABC):
         """
         return (Outcome(item, action="send") for item in items)
 
-    def after_batch(self, delivered: list[Item]) -> None:
-        """Called after a batch's acknowledged items are in the ledger."""
-
     def observe_batch(self, items: list[Item]) -> None:
         """Called with every mapped item, changed or not (e.g. mirror's seen set)."""
 
@@ -384,7 +381,6 @@ class DeliverySink(BatchSink, abc.ABC):
             self.scope.scope_id, [(i.key_hash, i.fingerprint) for i in delivered]
         )
         self.stats.add(delivered=len(delivered))
-        self.after_batch(delivered)
 
     def _changed(self, items: list[Item]) -> list[Item]:
         """Drop items whose payload the ledger says was already delivered."""

@@ -28,7 +28,6 @@ OTM_TABLE_PATH = "/discovery/onetomany/{table}"
 OTM_UPSERT_PATH = "/recipients/v2/oneToManyTables/:upsert"
 OTM_ROWS_PATH = "/recipients/{recipient}/oneToManyTables/{table}"
 
-MAX_ENTRIES = 1000
 MAX_GROUP_IDS = 100
 MAX_BODY_BYTES = 20 * 1024 * 1024
 QUOTA_CODE = "DAILY_QUOTA_EXCEEDED"
