@@ -122,13 +122,15 @@ def test_every_record_is_delivered_exactly_once_through_429s_and_5xx(
 def test_short_token_lifetime_during_a_longer_run_causes_no_failure(
     agillic_emulator: AgillicEmulator, agillic_config: Config, tmp_path: Path
 ) -> None:
-    agillic_emulator.configure(token_lifetime=2, task_delay=0.5)
+    # 12 batches, 3 in flight, each task taking a second: a run of several
+    # token lifetimes, however fast the target reads
+    agillic_emulator.configure(token_lifetime=2, task_delay=1.0)
     rows = [customer(i) for i in range(3000)]
-    config = {**agillic_config, "batch_size_rows": 200, "max_concurrency": 2}
+    config = {**agillic_config, "batch_size_rows": 250, "max_concurrency": 1}
     result = run_target("target-agillic", config, messages(rows), tmp_path)
 
     assert result.returncode == 0, result.stderr
-    assert agillic_emulator.tokens_issued >= 3
+    assert agillic_emulator.tokens_issued >= 3  # the token expired mid-run, twice
     assert len(agillic_emulator.recipients) == 3000
 
 
