@@ -80,10 +80,20 @@ class AgillicSink(DeliverySink):
 
     def run_async_batches(
         self, path: str, items: list[Item], encode: t.Callable[[list[Item]], bytes]
-    ) -> t.Iterator[tuple[list[Item], contract.TaskStatus]]:
-        """Submit items in bodies under 20 MB and wait for each task."""
+    ) -> t.Iterator[tuple[Item, contract.EntryError | None]]:
+        """Submit items in bodies under 20 MB, wait for each task, and pair every
+        item with its entry error (``index`` counts items in body order)."""
         for chunk, body in split_to_fit(items, encode, contract.MAX_BODY_BYTES):
-            yield chunk, self.client.run_batch(path, f"POST {path}", body)
+            status = self.client.run_batch(path, f"POST {path}", body)
+            self.stats.add(created=status.created, updated=status.updated)
+            errors = {error.index: error for error in status.errors}
+            for index, item in enumerate(chunk):
+                yield item, errors.get(index)
+
+
+def entry_reject(item: Item, error: contract.EntryError) -> Reject:
+    """A reject carrying a task entry's code and message."""
+    return Reject(item.key, error.code.lower(), error.message)
 
 
 class RecipientSink(AgillicSink):
@@ -123,21 +133,12 @@ class RecipientSink(AgillicSink):
 
     def upsert(self, items: list[Item]) -> list[Outcome]:
         """The async batch upsert; per-entry errors become rejects."""
-        outcomes: list[Outcome] = []
-        for chunk, status in self.run_async_batches(
-            contract.UPSERT_PATH, items, upsert_body
-        ):
-            self.stats.add(created=status.created, updated=status.updated)
-            errors = {error.index: error for error in status.errors}
-            for index, item in enumerate(chunk):
-                error = errors.get(index)
-                reject = (
-                    Reject(item.key, error.code.lower(), error.message)
-                    if error
-                    else None
-                )
-                outcomes.append(Outcome(item, reject))
-        return outcomes
+        return [
+            Outcome(item, entry_reject(item, error) if error else None)
+            for item, error in self.run_async_batches(
+                contract.UPSERT_PATH, items, upsert_body
+            )
+        ]
 
     def _insert(self, item: Item) -> Outcome:
         response = self.client.create_recipient(item.payload)
@@ -413,30 +414,19 @@ class OneToManySink(AgillicSink):
     ) -> tuple[list[Outcome], list[Item]]:
         outcomes: list[Outcome] = []
         deferred: list[Item] = []
-        for chunk, status in self.run_async_batches(
+        for item, error in self.run_async_batches(
             contract.OTM_UPSERT_PATH, self.ordered(items), self.body
         ):
-            self.stats.add(created=status.created, updated=status.updated)
-            errors = {error.index: error for error in status.errors}
-            for index, item in enumerate(self.ordered(chunk)):
-                error = errors.get(index)
-                if error is None:
-                    outcomes.append(Outcome(item))
-                elif error.code == "NOT_FOUND" and not final:
-                    deferred.append(item)
-                elif error.code == "NOT_FOUND":
-                    message = NO_RECIPIENT_MESSAGE.format(
-                        id=item.payload["recipientId"]
-                    )
-                    outcomes.append(
-                        Outcome(item, Reject(item.key, "recipient_not_found", message))
-                    )
-                else:
-                    outcomes.append(
-                        Outcome(
-                            item, Reject(item.key, error.code.lower(), error.message)
-                        )
-                    )
+            if error is None:
+                outcomes.append(Outcome(item))
+            elif error.code == "NOT_FOUND" and not final:
+                deferred.append(item)
+            elif error.code == "NOT_FOUND":
+                message = NO_RECIPIENT_MESSAGE.format(id=item.payload["recipientId"])
+                reject = Reject(item.key, "recipient_not_found", message)
+                outcomes.append(Outcome(item, reject))
+            else:
+                outcomes.append(Outcome(item, entry_reject(item, error)))
         return outcomes, deferred
 
     def wait_for_deliveries(self) -> None:
