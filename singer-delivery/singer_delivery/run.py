@@ -49,7 +49,7 @@ class DeliveryRun:
     full_sync: bool
     max_reject_ratio: float
     report_path: Path | None
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    run_id: str
     started_at: str = field(
         default_factory=lambda: datetime.datetime.now(datetime.UTC).isoformat(
             timespec="seconds"
