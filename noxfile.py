@@ -17,7 +17,7 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-PACKAGES = ("./singer-delivery", "./target-agillic", "./target-gladly")
+PACKAGES = ("./singer-delivery", "./target-agillic", "./target-gladly", "./emulators")
 TEST_REQUIREMENTS = (
     "pytest>=8.3,<10",
     "pytest-timeout>=2.3,<3",

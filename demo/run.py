@@ -1,6 +1,6 @@
 """The demo behind ``nox -s demo``: both targets, through Meltano, on emulators.
 
-1. starts the Agillic and Gladly emulators (tests/emulators) on free ports and
+1. starts the Agillic and Gladly emulators (emulators/) on free ports and
    creates the static target group VIP that the audience mirrors;
 2. ``meltano install`` of the plugins it uses (into .meltano/, kept between
    demos, so a second demo installs nothing);
@@ -56,8 +56,9 @@ class Emulator:
     def __init__(self, module: str, *args: str) -> None:
         self.name = module
         self.process = subprocess.Popen(
-            [sys.executable, "-m", f"tests.emulators.{module}", "--port", "0", *args],
+            [sys.executable, "-m", f"delivery_emulators.{module}", "--port", "0", *args],
             cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "emulators")},
             stdout=subprocess.PIPE,
             text=True,
         )

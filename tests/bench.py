@@ -166,7 +166,7 @@ def run_noop(source: Path, records: int, workdir: Path) -> Measured:
 @contextlib.contextmanager
 def agillic_emulator(workdir: Path) -> Iterator[str]:
     """The emulator in its own process (no task delay, no latency); yields its URL."""
-    argv = [sys.executable, "-m", "tests.emulators.agillic"]
+    argv = [sys.executable, "-m", "delivery_emulators.agillic"]
     argv += ["--task-delay", "0", "--latency", "0"]
     env = child_env(workdir)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)

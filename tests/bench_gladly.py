@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.cli import customer, messages, run_target
-from tests.emulators import GladlyEmulator
+from delivery_emulators import GladlyEmulator
 
 RATE = 10
 LATENCY = 0.05

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.emulators import AgillicEmulator, GladlyEmulator
+from delivery_emulators import AgillicEmulator, GladlyEmulator
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.emulators import AgillicEmulator, GladlyEmulator
+from delivery_emulators import AgillicEmulator, GladlyEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 10
@@ -712,7 +712,7 @@ def test_cli_serves_until_sigterm(name: str) -> None:
         [
             sys.executable,
             "-m",
-            f"tests.emulators.{name}",
+            f"delivery_emulators.{name}",
             "--port",
             "0",
             "--latency",

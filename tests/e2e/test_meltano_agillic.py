@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import COMPLETE_STATE, Meltano, Warehouse, customer, order
-from tests.emulators import AgillicEmulator, RequestRecord
+from delivery_emulators import AgillicEmulator, RequestRecord
 
 pytestmark = [pytest.mark.postgres, pytest.mark.meltano]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import COMPLETE_STATE, Meltano, Warehouse, customer
-from tests.emulators import GladlyEmulator
+from delivery_emulators import GladlyEmulator
 
 pytestmark = [pytest.mark.postgres, pytest.mark.meltano]
 

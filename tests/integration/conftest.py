@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli import CUSTOMER_MAPPING
-from tests.emulators import AgillicEmulator, GladlyEmulator
+from delivery_emulators import AgillicEmulator, GladlyEmulator
 
 
 @pytest.fixture

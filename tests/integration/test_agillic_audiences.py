@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli import customer, messages, run_ok, run_target, start_target
-from tests.emulators import AgillicEmulator
+from delivery_emulators import AgillicEmulator
 
 Config = dict[str, t.Any]
 ADD = "POST /recipients/:addToStaticTargetGroup"

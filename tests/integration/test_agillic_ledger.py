@@ -14,7 +14,7 @@ import pytest
 
 from singer_delivery.ledger import Ledger
 from tests.cli import customer, messages, run_ok, run_target, start_target
-from tests.emulators import AgillicEmulator
+from delivery_emulators import AgillicEmulator
 
 Config = dict[str, t.Any]
 

@@ -7,7 +7,7 @@ import typing as t
 from pathlib import Path
 
 from tests.cli import customer, messages, run_target
-from tests.emulators import AgillicEmulator
+from delivery_emulators import AgillicEmulator
 
 Config = dict[str, t.Any]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli import customer, messages, run_target, start_target, state_line
-from tests.emulators import AgillicEmulator
+from delivery_emulators import AgillicEmulator
 
 Config = dict[str, t.Any]
 

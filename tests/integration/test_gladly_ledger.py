@@ -8,7 +8,7 @@ import typing as t
 from pathlib import Path
 
 from tests.cli import customer, messages, run_target
-from tests.emulators import GladlyEmulator
+from delivery_emulators import GladlyEmulator
 
 Config = dict[str, t.Any]
 PROFILES = "/api/v1/customer-profiles"

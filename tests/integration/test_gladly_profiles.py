@@ -9,7 +9,7 @@ from pathlib import Path
 
 from target_gladly.contract import derived_id
 from tests.cli import CUSTOMER_SCHEMA, customer, messages, run_target
-from tests.emulators import GladlyEmulator
+from delivery_emulators import GladlyEmulator
 
 Config = dict[str, t.Any]
 SCHEMA = {

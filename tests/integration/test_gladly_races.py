@@ -15,7 +15,7 @@ import pytest
 from singer_delivery.sink import Item
 from target_gladly.sinks import CustomerProfileSink
 from target_gladly.target import TargetGladly
-from tests.emulators import GladlyEmulator
+from delivery_emulators import GladlyEmulator
 
 Config = dict[str, t.Any]
 SCHEMA = {"type": "object", "properties": {}}

@@ -17,7 +17,7 @@ from singer_sdk.testing import target_tests as sdk
 from singer_sdk.testing.runners import TargetTestRunner
 
 from target_gladly.target import TargetGladly
-from tests.emulators import GladlyEmulator
+from delivery_emulators import GladlyEmulator
 from tests.integration.standard import rejects_of, suite_with
 
 #: The camel-case samples call their key ``Id``.

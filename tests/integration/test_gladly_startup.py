@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli import customer, messages, run_target
-from tests.emulators import GladlyEmulator
+from delivery_emulators import GladlyEmulator
 
 Config = dict[str, t.Any]
 NO_AUDIENCES = "Gladly has no list or audience API"

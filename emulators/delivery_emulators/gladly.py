@@ -1,6 +1,6 @@
 """Gladly REST API emulator, per /work/shared/api-contracts.md ("Gladly").
 
-Run standalone: `python -m tests.emulators.gladly --port 8766 --rate-limit 10`.
+Run standalone: `python -m delivery_emulators.gladly --port 8766 --rate-limit 10`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from tests.emulators.base import (
+from delivery_emulators.base import (
     EmulatorServer,
     Request,
     Response,

@@ -6,9 +6,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tests.emulators.agillic import AgillicEmulator
-    from tests.emulators.base import EmulatorServer, Fault, RequestRecord
-    from tests.emulators.gladly import GladlyEmulator
+    from delivery_emulators.agillic import AgillicEmulator
+    from delivery_emulators.base import EmulatorServer, Fault, RequestRecord
+    from delivery_emulators.gladly import GladlyEmulator
 
 __all__ = [
     "AgillicEmulator",
@@ -27,7 +27,7 @@ _MODULES = {
 
 
 def __getattr__(name: str) -> Any:
-    """Import lazily so `python -m tests.emulators.agillic` loads the module once."""
+    """Import lazily so `python -m delivery_emulators.agillic` loads the module once."""
     if name not in _MODULES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(import_module(f"{__name__}.{_MODULES[name]}"), name)

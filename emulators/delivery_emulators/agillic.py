@@ -1,6 +1,6 @@
 """Agillic REST API emulator, per /work/shared/api-contracts.md ("Agillic").
 
-Run standalone: `python -m tests.emulators.agillic --port 8765 --task-delay 0.5`.
+Run standalone: `python -m delivery_emulators.agillic --port 8765 --task-delay 0.5`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
-from tests.emulators.base import (
+from delivery_emulators.base import (
     EmulatorServer,
     Fault,
     Request,
