@@ -56,7 +56,14 @@ class Emulator:
     def __init__(self, module: str, *args: str) -> None:
         self.name = module
         self.process = subprocess.Popen(
-            [sys.executable, "-m", f"delivery_emulators.{module}", "--port", "0", *args],
+            [
+                sys.executable,
+                "-m",
+                f"delivery_emulators.{module}",
+                "--port",
+                "0",
+                *args,
+            ],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT / "emulators")},
             stdout=subprocess.PIPE,

@@ -21,8 +21,8 @@ import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.cli import customer, messages, run_target
 from delivery_emulators import GladlyEmulator
+from tests.cli import customer, messages, run_target
 
 RATE = 10
 LATENCY = 0.05

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import COMPLETE_STATE, Meltano, Warehouse, customer, order
 from delivery_emulators import AgillicEmulator, RequestRecord
+from tests.e2e.harness import COMPLETE_STATE, Meltano, Warehouse, customer, order
 
 pytestmark = [pytest.mark.postgres, pytest.mark.meltano]
 

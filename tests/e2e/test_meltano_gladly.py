@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import COMPLETE_STATE, Meltano, Warehouse, customer
 from delivery_emulators import GladlyEmulator
+from tests.e2e.harness import COMPLETE_STATE, Meltano, Warehouse, customer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.meltano]
 

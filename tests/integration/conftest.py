@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import CUSTOMER_MAPPING
 from delivery_emulators import AgillicEmulator, GladlyEmulator
+from tests.cli import CUSTOMER_MAPPING
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import customer, messages, run_ok, run_target, start_target
 from delivery_emulators import AgillicEmulator
+from tests.cli import customer, messages, run_ok, run_target, start_target
 
 Config = dict[str, t.Any]
 ADD = "POST /recipients/:addToStaticTargetGroup"

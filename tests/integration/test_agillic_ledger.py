@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from delivery_emulators import AgillicEmulator
 from singer_delivery.ledger import Ledger
 from tests.cli import customer, messages, run_ok, run_target, start_target
-from delivery_emulators import AgillicEmulator
 
 Config = dict[str, t.Any]
 

@@ -6,8 +6,8 @@ import json
 import typing as t
 from pathlib import Path
 
-from tests.cli import customer, messages, run_target
 from delivery_emulators import AgillicEmulator
+from tests.cli import customer, messages, run_target
 
 Config = dict[str, t.Any]
 

@@ -17,8 +17,8 @@ from singer_sdk.testing import get_target_test_class
 from singer_sdk.testing import target_tests as sdk
 from singer_sdk.testing.runners import TargetTestRunner
 
-from target_agillic.target import TargetAgillic
 from delivery_emulators import AgillicEmulator
+from target_agillic.target import TargetAgillic
 from tests.integration.standard import rejects_of, suite_with
 
 STREAMS = importlib.resources.files("singer_sdk.testing") / "target_test_streams"

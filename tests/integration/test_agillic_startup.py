@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import customer, messages, run_target, start_target, state_line
 from delivery_emulators import AgillicEmulator
+from tests.cli import customer, messages, run_target, start_target, state_line
 
 Config = dict[str, t.Any]
 

@@ -7,8 +7,8 @@ import sqlite3
 import typing as t
 from pathlib import Path
 
-from tests.cli import customer, messages, run_target
 from delivery_emulators import GladlyEmulator
+from tests.cli import customer, messages, run_target
 
 Config = dict[str, t.Any]
 PROFILES = "/api/v1/customer-profiles"

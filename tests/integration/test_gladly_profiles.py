@@ -7,9 +7,9 @@ import typing as t
 from collections import Counter
 from pathlib import Path
 
+from delivery_emulators import GladlyEmulator
 from target_gladly.contract import derived_id
 from tests.cli import CUSTOMER_SCHEMA, customer, messages, run_target
-from delivery_emulators import GladlyEmulator
 
 Config = dict[str, t.Any]
 SCHEMA = {

@@ -12,10 +12,10 @@ import typing as t
 
 import pytest
 
+from delivery_emulators import GladlyEmulator
 from singer_delivery.sink import Item
 from target_gladly.sinks import CustomerProfileSink
 from target_gladly.target import TargetGladly
-from delivery_emulators import GladlyEmulator
 
 Config = dict[str, t.Any]
 SCHEMA = {"type": "object", "properties": {}}

@@ -16,8 +16,8 @@ from singer_sdk.testing import get_target_test_class
 from singer_sdk.testing import target_tests as sdk
 from singer_sdk.testing.runners import TargetTestRunner
 
-from target_gladly.target import TargetGladly
 from delivery_emulators import GladlyEmulator
+from target_gladly.target import TargetGladly
 from tests.integration.standard import rejects_of, suite_with
 
 #: The camel-case samples call their key ``Id``.

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import customer, messages, run_target
 from delivery_emulators import GladlyEmulator
+from tests.cli import customer, messages, run_target
 
 Config = dict[str, t.Any]
 NO_AUDIENCES = "Gladly has no list or audience API"
