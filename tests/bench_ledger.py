@@ -43,7 +43,7 @@ def look_up_all(ledger: Ledger, keys: int) -> float:
     started = time.perf_counter()
     found = 0
     for batch in key_batches(keys):
-        found += len(ledger.fingerprints(SCOPE.scope_id, batch))
+        found += len(ledger.lookup(SCOPE.scope_id, batch))
     if found != keys:
         raise RuntimeError(f"ledger returned {found} of {keys} fingerprints")
     return time.perf_counter() - started
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--keys", type=int, required=True)
     parser.add_argument("--db", required=True, help="a new SQLite file")
     args = parser.parse_args(argv)
-    ledger = Ledger(f"sqlite:///{args.db}")
+    ledger = Ledger.open(f"sqlite:///{args.db}")
     ledger.register(SCOPE)
     write_seconds = write_all(ledger, args.keys)
     lookup_seconds = look_up_all(ledger, args.keys)

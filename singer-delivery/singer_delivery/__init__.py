@@ -1,6 +1,49 @@
-"""Reliable delivery machinery shared by the reverse-ETL Singer targets.
+"""Reliable delivery machinery for Singer reverse-ETL targets.
 
-Nothing here knows about a particular destination: the targets bring the
-mapping and the API calls, this package brings change detection, retries,
-pacing, rejects, dry-run plans and the run report.
+A destination (an API) is added by subclassing :class:`DeliveryTarget` and
+:class:`DeliverySink`: the sink maps a record to a key and a payload and
+delivers batches of :class:`Item` s, returning one :class:`Outcome` each.
+This package brings the rest: change detection against the ledger, retries
+and pacing, rejects and quarantine, dry-run plans, checkpoints that never
+run ahead of delivery, mirrors, the run report and the run's lifecycle.
+See ``docs/adding-a-destination.md``.
 """
+
+from singer_delivery.errors import OperationalError
+from singer_delivery.http import (
+    ApiError,
+    Authenticator,
+    FatalApiError,
+    RetryPolicy,
+    Transport,
+)
+from singer_delivery.ledger import Scope
+from singer_delivery.outcomes import Action, Item, Outcome, RecordRejected, Reject
+from singer_delivery.ratelimit import RateLimiter
+from singer_delivery.recorder import Membership
+from singer_delivery.run import DeliveryRun
+from singer_delivery.settings import delivery_settings, stream_overrides
+from singer_delivery.sink import DeliverySink
+from singer_delivery.target import DeliveryTarget
+
+__all__ = [
+    "Action",
+    "ApiError",
+    "Authenticator",
+    "DeliveryRun",
+    "DeliverySink",
+    "DeliveryTarget",
+    "FatalApiError",
+    "Item",
+    "Membership",
+    "OperationalError",
+    "Outcome",
+    "RateLimiter",
+    "RecordRejected",
+    "Reject",
+    "RetryPolicy",
+    "Scope",
+    "Transport",
+    "delivery_settings",
+    "stream_overrides",
+]

@@ -19,8 +19,9 @@ def split_to_fit(
 ) -> Iterator[tuple[list[_T], bytes]]:
     """Request bodies of at most ``limit`` bytes, halving batches that exceed it.
 
-    Sizes are measured on the real encoding, not estimated. A single item
-    over the limit is yielded alone; the API's 413 then rejects just it.
+    Sizes are measured on the real encoding, not estimated. Items too large
+    to fit even alone never get here: the sink rejects them
+    (``payload_too_large``) before they are batched.
     """
     body = encode(items)
     if len(body) <= limit or len(items) == 1:

@@ -1,77 +1,61 @@
 """The delivery ledger: what each destination acknowledged, per scope.
 
 Change detection compares a record's payload fingerprint with the one stored
-here for its key. Only hashes are kept for that (no personal data); mirror
-audiences additionally keep the real member IDs, because removing a member
-needs its ID. Every read and write works on one batch of keys at a time, so
-a ledger of millions of keys never has to fit in memory.
+here for its key. Keys are stored as hashes; only three tables hold more:
+mirror memberships keep member IDs (removing a member needs its ID), open
+rejects keep the destination key unless ``store_reject_keys`` is off (a person
+fixing the row needs it), and runs keep their counts.
+
+SQLite (the default, a file) and PostgreSQL (shared by ephemeral runners) are
+spoken to through their own drivers, ``sqlite3`` and psycopg: a handful of
+statements per batch does not need an ORM, and the run starts faster without
+one. The schema is versioned; older ledgers are migrated in place at start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
-import fcntl
-import functools
 import hashlib
 import json
-import logging
 import os
+import sqlite3
 import threading
 import time
 import typing as t
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from singer_delivery.batching import chunked
+from singer_delivery.errors import OperationalError
 
-logger = logging.getLogger(__name__)
+if t.TYPE_CHECKING:
+    import psycopg
 
-LOOKUP_CHUNK = 500
-FLUSH_AT = 10_000
-FLUSH_CHUNK = 1000
-SUPPORTED_DIALECTS = ("sqlite", "postgresql")
-
-metadata = sa.MetaData()
-scopes = sa.Table(
-    "ledger_scopes",
-    metadata,
-    sa.Column("scope_id", sa.String(32), primary_key=True),
-    sa.Column("description", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-)
-deliveries = sa.Table(
-    "ledger_deliveries",
-    metadata,
-    sa.Column("scope_id", sa.String(32), primary_key=True),
-    sa.Column("key_hash", sa.String(32), primary_key=True),
-    sa.Column("fingerprint", sa.String(32), nullable=False),
-    sa.Column(
-        "delivered_at",
-        sa.DateTime(timezone=True),
-        nullable=False,
-        server_default=sa.func.current_timestamp(),
-    ),
-    # the primary key is the table: half the pages to write per commit
-    sqlite_with_rowid=False,
-)
-members = sa.Table(
-    "ledger_members",
-    metadata,
-    sa.Column("scope_id", sa.String(32), primary_key=True),
-    sa.Column("member_id", sa.String(512), primary_key=True),
-    sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
-)
+#: Keys per lookup or delete statement.
+CHUNK = 1000
+#: Buffered delivery commits before a flush is forced (one flush also happens
+#: before every STATE and at the end). Large flushes keep the cost per key
+#: flat: each one rewrites only the pages its sorted keys land on.
+FLUSH_AT = 100_000
+SCHEMA_VERSION = 2
 
 
-class LedgerBusy(RuntimeError):
+class LedgerError(OperationalError):
+    """The ledger cannot be opened, read or written; names ``ledger_url``."""
+
+
+class LedgerBusy(OperationalError):
     """Another run holds the lock for the same destination."""
 
 
-@dataclass(frozen=True)
+class LockLost(OperationalError):
+    """The run's ledger lock vanished: another run may be writing now."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Scope:
     """The destination object a ledger row belongs to.
 
@@ -89,8 +73,64 @@ class Scope:
     @property
     def scope_id(self) -> str:
         """A short stable id for the scope."""
-        text = json.dumps(asdict(self), sort_keys=True)
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
         return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+    @property
+    def description(self) -> str:
+        """What the scope id stands for, as stored in ``ledger_scopes``."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerUrl:
+    """A parsed ``ledger_url``: which database, and how to name it safely."""
+
+    dialect: t.Literal["sqlite", "postgresql"]
+    #: The SQLite file (None: in memory) or the libpq connection URL.
+    location: str | None
+    #: The URL with its password replaced, for every message.
+    redacted: str
+
+    @classmethod
+    def parse(cls, url: str) -> LedgerUrl:
+        """Accept ``sqlite:///file``, ``sqlite://`` and ``postgresql://…``.
+
+        Raises ``LedgerError`` naming the setting; the password never appears.
+        """
+        redacted = redact_url(url)
+        scheme, sep, rest = url.partition("://")
+        dialect = scheme.split("+", 1)[0].lower()
+        if not sep:
+            msg = (
+                f"ledger_url {redacted!r} is not a URL; use sqlite:///path/to/"
+                "ledger.sqlite or postgresql://user:password@host:5432/db"
+            )
+            raise LedgerError(msg)
+        if dialect == "sqlite":
+            path = rest.removeprefix("/")
+            memory = path in ("", ":memory:")
+            return cls("sqlite", None if memory else path, redacted)
+        if dialect in ("postgresql", "postgres"):
+            return cls("postgresql", f"postgresql://{rest}", redacted)
+        msg = (
+            f"ledger_url uses {dialect!r}; use a sqlite:/// file or a "
+            "postgresql:// database"
+        )
+        raise LedgerError(msg)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparseable URL>"
+    if not password:
+        return url
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def default_ledger_url(environ: t.Mapping[str, str] = os.environ) -> str:
@@ -100,26 +140,38 @@ def default_ledger_url(environ: t.Mapping[str, str] = os.environ) -> str:
     return f"sqlite:///{folder / 'delivery-ledger.sqlite'}"
 
 
-def normalize_url(url: str) -> str:
-    """Let users write plain ``postgresql://`` and get the bundled psycopg 3."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
+@dataclasses.dataclass(frozen=True, slots=True)
+class Known:
+    """What the ledger knows of one key: its last delivered payload, and the
+    payload last refused for good (quarantined) with the reason."""
+
+    fingerprint: str | None = None
+    refused_fingerprint: str | None = None
+    refused_reason: str | None = None
 
 
-def validate_ledger_url(url: str) -> str | None:
-    """An error message for an unusable ``ledger_url``, or None."""
-    try:
-        parsed = sa.engine.make_url(normalize_url(url))
-    except sa.exc.ArgumentError:
-        return f"ledger_url {url!r} is not a SQLAlchemy URL"
-    if parsed.get_backend_name() not in SUPPORTED_DIALECTS:
-        return (
-            f"ledger_url uses {parsed.get_backend_name()!r}; use a sqlite:/// "
-            "file or a postgresql:// database"
-        )
-    return None
+@dataclasses.dataclass(frozen=True, slots=True)
+class RejectRow:
+    """One reject as the ledger keeps it (see ``Ledger.record_rejects``)."""
+
+    key_hash: str
+    key: str | None
+    fingerprint: str | None
+    stream: str
+    reason: str
+    message: str
+    http_status: int | None
+    permanent: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRow:
+    """A run as ``ledger_runs`` holds it."""
+
+    run_id: str
+    target: str
+    scopes: Sequence[str]
+    started_at: datetime.datetime
 
 
 def _now() -> datetime.datetime:
@@ -129,303 +181,707 @@ def _now() -> datetime.datetime:
 class Ledger:
     """Thread-safe access to the ledger tables (SQLite or PostgreSQL)."""
 
-    def __init__(self, url: str) -> None:
-        self.url = sa.engine.make_url(normalize_url(url))
-        self.dialect = self.url.get_backend_name()
-        self.engine = self._create_engine()
-        metadata.create_all(self.engine)
+    def __init__(self, url: LedgerUrl) -> None:
+        self.url = url
+        self.dialect = url.dialect
+        self._lock = threading.RLock()
         self._pending: dict[str, dict[str, str]] = {}
-        self._pending_lock = threading.Lock()
-        self._flush_lock = threading.Lock()
+        self._open_rejects: set[str] = set()
+        self._lock_check: t.Callable[[], None] = lambda: None
+        with self._errors("open"):
+            self._conn = self._connect()
+            self._migrate()
 
-    def _create_engine(self) -> sa.Engine:
-        if self.dialect != "sqlite":
-            return sa.create_engine(self.url, pool_pre_ping=True)
-        connect_args = {"timeout": 60, "check_same_thread": False}
-        if not self.url.database or self.url.database == ":memory:":
-            # one shared connection, or each thread would see its own empty DB
-            return sa.create_engine(
-                self.url, connect_args=connect_args, poolclass=sa.pool.StaticPool
-            )
-        Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(self.url, connect_args=connect_args)
+    @classmethod
+    def open(cls, url: str) -> Ledger:
+        """Parse ``url`` and open the ledger, creating or migrating its tables."""
+        return cls(LedgerUrl.parse(url))
 
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection: t.Any, _record: t.Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
+    # --- connection -----------------------------------------------------
 
-        return engine
+    def _connect(self) -> t.Any:
+        if self.dialect == "postgresql":
+            return _pg_connect(t.cast(str, self.url.location))
+        location = self.url.location
+        if location is not None:
+            Path(location).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            location or ":memory:",
+            timeout=60,
+            check_same_thread=False,
+            isolation_level=None,
+        )
+        if location is not None:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
 
-    def _insert(self) -> t.Any:
-        """The dialect's INSERT, which has ON CONFLICT (imported when first used)."""
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turn driver errors into one line naming ``ledger_url``."""
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            raise LedgerError(self._message(doing, exc)) from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("psycopg"):
+                raise LedgerError(self._message(doing, exc)) from exc
+            raise
+
+    def _message(self, doing: str, exc: BaseException) -> str:
+        cause = " ".join(str(exc).split()) or type(exc).__name__
+        if password := urllib.parse.urlsplit(self.url.redacted).password:
+            cause = cause.replace(password, "***")
+        return (
+            f"the ledger at ledger_url {self.url.redacted!r} could not {doing}: "
+            f"{cause}; check that the database is reachable and writable, or "
+            "point ledger_url elsewhere"
+        )
+
+    def _sql(self, statement: str) -> str:
+        """Our statements use ``?``; psycopg wants ``%s``."""
+        return statement if self.dialect == "sqlite" else statement.replace("?", "%s")
+
+    def _in(self, column: str, values: Sequence[t.Any]) -> tuple[str, list[t.Any]]:
+        """``column IN (...)`` for SQLite, ``column = ANY(%s)`` for PostgreSQL."""
         if self.dialect == "sqlite":
-            from sqlalchemy.dialects import sqlite
+            return f"{column} IN ({','.join('?' * len(values))})", list(values)
+        return f"{column} = ANY(?)", [list(values)]
 
-            return sqlite.insert
-        from sqlalchemy.dialects import postgresql
+    def _stamp(self, moment: datetime.datetime) -> t.Any:
+        """A timestamp parameter: ISO text in SQLite, a datetime in PostgreSQL."""
+        return moment.isoformat() if self.dialect == "sqlite" else moment
 
-        return postgresql.insert
+    def _rows(self, statement: str, params: Sequence[t.Any] = ()) -> list[t.Any]:
+        with self._lock:
+            return list(self._conn.execute(self._sql(statement), params).fetchall())
 
-    @functools.cached_property
-    def _upsert_sql(self) -> tuple[str, bool]:
-        """The delivery upsert compiled once for the driver, and whether its
-        parameters are positional.
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[t.Any]:
+        """One transaction on the shared connection (callers hold no cursor)."""
+        with self._lock:
+            if self.dialect == "postgresql":
+                with self._conn.transaction():
+                    yield self._conn
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
-        Handing the driver plain rows skips SQLAlchemy's per-row parameter
-        processing, which was most of the cost of a commit.
-        """
-        insert = self._insert()(deliveries).values(
-            scope_id=sa.bindparam("s"),
-            key_hash=sa.bindparam("k"),
-            fingerprint=sa.bindparam("f"),
+    def close(self) -> None:
+        """Flush and close the connection."""
+        with self._lock:
+            self.flush()
+            self._conn.close()
+
+    # --- schema -----------------------------------------------------------
+
+    def _migrate(self) -> None:
+        """Create the tables, or bring an older ledger up to ``SCHEMA_VERSION``."""
+        with self._transaction() as conn:
+            if self.dialect == "postgresql":
+                conn.execute("SELECT pg_advisory_xact_lock(7315220641)")
+            version = self._schema_version(conn)
+            if version > SCHEMA_VERSION:
+                msg = (
+                    f"ledger_url {self.url.redacted!r} holds a ledger of schema "
+                    f"version {version}, written by a newer release; upgrade "
+                    "the target or use another ledger"
+                )
+                raise LedgerError(msg)
+            for step in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[step](self.dialect):
+                    conn.execute(statement)
+            self._set_version(conn)
+
+    def _schema_version(self, conn: t.Any) -> int:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS ledger_meta "
+            "(name VARCHAR(64) PRIMARY KEY, value TEXT NOT NULL)"
         )
-        stmt = insert.on_conflict_do_update(
-            index_elements=["scope_id", "key_hash"],
-            set_={
-                "fingerprint": insert.excluded.fingerprint,
-                "delivered_at": sa.func.current_timestamp(),
-            },
+        row = conn.execute(
+            self._sql("SELECT value FROM ledger_meta WHERE name = ?"),
+            ["schema_version"],
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        # the first schema had no meta table: its deliveries table tells it apart
+        return 1 if self._has_table(conn, "ledger_deliveries") else 0
+
+    def _has_table(self, conn: t.Any, name: str) -> bool:
+        if self.dialect == "sqlite":
+            query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        else:
+            query = "SELECT 1 FROM pg_tables WHERE tablename = ?"
+        return conn.execute(self._sql(query), [name]).fetchone() is not None
+
+    def _set_version(self, conn: t.Any) -> None:
+        conn.execute(
+            self._sql(
+                "INSERT INTO ledger_meta (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+            ),
+            ["schema_version", str(SCHEMA_VERSION)],
         )
-        compiled = stmt.compile(dialect=self.engine.dialect)
-        if compiled.positional:
-            assert list(compiled.positiontup or []) == ["s", "k", "f"]
-        return str(compiled), bool(compiled.positional)
+
+    # --- scopes -------------------------------------------------------------
 
     def register(self, scope: Scope) -> None:
-        """Remember what a scope id stands for, for people reading the ledger."""
-        stmt = (
-            self._insert()(scopes)
-            .values(
-                scope_id=scope.scope_id,
-                description=json.dumps(asdict(scope), sort_keys=True),
-                created_at=_now(),
+        """Remember what a scope id stands for, and whether it has open rejects."""
+        with self._errors("register a scope"), self._transaction() as conn:
+            conn.execute(
+                self._sql(
+                    "INSERT INTO ledger_scopes (scope_id, description, created_at) "
+                    "VALUES (?, ?, ?) ON CONFLICT (scope_id) DO NOTHING"
+                ),
+                [scope.scope_id, scope.description, self._stamp(_now())],
             )
-            .on_conflict_do_nothing(index_elements=["scope_id"])
-        )
-        with self.engine.begin() as conn:
-            conn.execute(stmt)
+            open_reject = conn.execute(
+                self._sql(
+                    "SELECT 1 FROM ledger_rejects WHERE scope_id = ? "
+                    "AND resolved_at IS NULL LIMIT 1"
+                ),
+                [scope.scope_id],
+            ).fetchone()
+        if open_reject is not None:
+            with self._lock:
+                self._open_rejects.add(scope.scope_id)
 
-    def fingerprints(self, scope_id: str, key_hashes: Sequence[str]) -> dict[str, str]:
-        """The last delivered fingerprint for each of the given keys that has one."""
-        found: dict[str, str] = {}
-        with self.engine.connect() as conn:
-            for chunk in chunked(key_hashes, LOOKUP_CHUNK):
-                rows = conn.execute(
-                    sa.select(deliveries.c.key_hash, deliveries.c.fingerprint).where(
-                        deliveries.c.scope_id == scope_id,
-                        deliveries.c.key_hash.in_(chunk),
+    # --- change detection ---------------------------------------------------
+
+    def lookup(
+        self, scope_id: str, key_hashes: Sequence[str], *, quarantine: bool = True
+    ) -> dict[str, Known]:
+        """What the ledger knows of each given key that it knows anything of.
+
+        One statement per ``CHUNK`` keys; the open rejects are read only when
+        the scope has any (and ``quarantine`` is on).
+        """
+        delivered: dict[str, str] = {}
+        refused: dict[str, tuple[str, str]] = {}
+        with self._errors("read deliveries"), self._lock:
+            for chunk in chunked(key_hashes, CHUNK):
+                where, params = self._in("key_hash", chunk)
+                delivered.update(
+                    self._rows(
+                        "SELECT key_hash, fingerprint FROM ledger_deliveries "
+                        f"WHERE scope_id = ? AND {where}",
+                        [scope_id, *params],
                     )
                 )
-                found.update({row.key_hash: row.fingerprint for row in rows})
-        with self._pending_lock:
+                if quarantine and scope_id in self._open_rejects:
+                    refused.update(self._refused(scope_id, where, params))
             pending = self._pending.get(scope_id, {})
-            found.update({k: pending[k] for k in key_hashes if k in pending})
-        return found
+            delivered.update({k: pending[k] for k in key_hashes if k in pending})
+        return {
+            key: Known(delivered.get(key), *refused.get(key, (None, None)))
+            for key in {*delivered, *refused}
+        }
+
+    def _refused(
+        self, scope_id: str, where: str, params: list[t.Any]
+    ) -> dict[str, tuple[str, str]]:
+        rows = self._rows(
+            "SELECT key_hash, fingerprint, reason FROM ledger_rejects "
+            f"WHERE scope_id = ? AND {where} AND resolved_at IS NULL "
+            "AND permanent = ? AND fingerprint IS NOT NULL",
+            [scope_id, *params, True],
+        )
+        return {key: (fingerprint, reason) for key, fingerprint, reason in rows}
 
     def record_deliveries(
         self, scope_id: str, delivered: Sequence[tuple[str, str]]
     ) -> None:
         """Store (key hash, fingerprint) pairs the API acknowledged.
 
-        Writes are buffered up to ``FLUSH_AT`` keys: committing 1000 random
-        keys at a time rewrote most of the table's pages on every batch. The
-        buffer is visible to ``fingerprints`` at once and is flushed before
-        every STATE (``flush``), so a crash costs at most a repeat send.
+        Buffered up to ``FLUSH_AT`` keys and visible to ``lookup`` at once;
+        flushed before every STATE, so a crash costs at most a repeat send.
         """
-        with self._pending_lock:
-            pending = self._pending.setdefault(scope_id, {})
-            pending.update(delivered)
+        with self._lock:
+            self._pending.setdefault(scope_id, {}).update(delivered)
             full = sum(map(len, self._pending.values())) >= FLUSH_AT
         if full:
             self.flush()
 
     def flush(self) -> None:
-        """Write buffered deliveries in one transaction."""
-        with self._flush_lock:
-            with self._pending_lock:
-                snapshot = {scope: dict(keys) for scope, keys in self._pending.items()}
-            if not any(snapshot.values()):
+        """Write buffered deliveries (and resolve their open rejects) at once.
+
+        Checks the run still holds its ledger lock first: a run that lost it
+        must not write, and the STATE that follows a flush must not go out.
+        """
+        with self._lock:
+            self._lock_check()
+            pending, self._pending = self._pending, {}
+            if not any(pending.values()):
                 return
-            sql, positional = self._upsert_sql
-            rows = [
-                (scope, key, fp) if positional else {"s": scope, "k": key, "f": fp}
-                for scope, keys in snapshot.items()
-                for key, fp in sorted(keys.items())
-            ]
-            with self.engine.begin() as conn:
-                for chunk in chunked(rows, FLUSH_CHUNK):
-                    conn.exec_driver_sql(sql, list(chunk))
-            with self._pending_lock:
-                for scope, keys in snapshot.items():
-                    pending = self._pending.get(scope, {})
-                    for key, fp in keys.items():
-                        if pending.get(key) == fp:
-                            del pending[key]
+            with self._errors("record deliveries"), self._transaction() as conn:
+                rows = [
+                    (scope, key, fingerprint)
+                    for scope, keys in pending.items()
+                    for key, fingerprint in sorted(keys.items())
+                ]
+                _executemany(conn, self._sql(UPSERT_DELIVERY), rows)
+                for scope, keys in pending.items():
+                    if scope in self._open_rejects:
+                        self._resolve(conn, scope, sorted(keys))
+
+    def _resolve(self, conn: t.Any, scope_id: str, key_hashes: list[str]) -> None:
+        for chunk in chunked(key_hashes, CHUNK):
+            where, params = self._in("key_hash", chunk)
+            conn.execute(
+                self._sql(
+                    "UPDATE ledger_rejects SET resolved_at = ? WHERE scope_id = ? "
+                    f"AND {where} AND resolved_at IS NULL"
+                ),
+                [self._stamp(_now()), scope_id, *params],
+            )
 
     def forget_deliveries(self, scope_id: str, key_hashes: Sequence[str]) -> None:
-        """Drop keys whose destination state was undone (e.g. a removed member),
-        so that the same payload is sent again when the key comes back."""
-        with self._pending_lock:
+        """Drop keys whose destination state was undone (a removed member, a
+        deleted record), so the same payload is sent again if the key returns."""
+        with self._lock:
             pending = self._pending.get(scope_id, {})
             for key in key_hashes:
                 pending.pop(key, None)
-        with self.engine.begin() as conn:
-            for chunk in chunked(key_hashes, LOOKUP_CHUNK):
-                conn.execute(
-                    sa.delete(deliveries).where(
-                        deliveries.c.scope_id == scope_id,
-                        deliveries.c.key_hash.in_(chunk),
+            with self._errors("forget deliveries"), self._transaction() as conn:
+                for chunk in chunked(key_hashes, CHUNK):
+                    where, params = self._in("key_hash", chunk)
+                    conn.execute(
+                        self._sql(
+                            f"DELETE FROM ledger_deliveries WHERE scope_id = ? AND {where}"
+                        ),
+                        [scope_id, *params],
                     )
-                )
 
     def delivered_count(self, scope_id: str) -> int:
         """How many keys the scope holds."""
         self.flush()
-        with self.engine.connect() as conn:
-            return int(
-                conn.scalar(
-                    sa.select(sa.func.count()).where(deliveries.c.scope_id == scope_id)
-                )
-                or 0
+        with self._errors("count deliveries"):
+            [(count,)] = self._rows(
+                "SELECT count(*) FROM ledger_deliveries WHERE scope_id = ?", [scope_id]
             )
+        return int(count)
+
+    # --- rejects ------------------------------------------------------------
+
+    def record_rejects(self, scope_id: str, rejects: Sequence[RejectRow]) -> None:
+        """Open (or refresh) each key's reject; a resolved one opens again."""
+        if not rejects:
+            return
+        now = self._stamp(_now())
+        rows = [
+            (
+                scope_id,
+                r.key_hash,
+                r.key,
+                r.fingerprint,
+                r.stream,
+                r.reason,
+                r.message,
+                r.http_status,
+                r.permanent,
+                now,
+                now,
+            )
+            for r in rejects
+        ]
+        with self._lock:
+            self._open_rejects.add(scope_id)
+            with self._errors("record rejects"), self._transaction() as conn:
+                _executemany(conn, self._sql(UPSERT_REJECT), rows)
+
+    def open_rejects(self, scope_id: str) -> int:
+        """How many keys of the scope have an unresolved reject."""
+        with self._errors("count rejects"):
+            [(count,)] = self._rows(
+                "SELECT count(*) FROM ledger_rejects WHERE scope_id = ? "
+                "AND resolved_at IS NULL",
+                [scope_id],
+            )
+        return int(count)
+
+    # --- mirror membership ----------------------------------------------------
 
     def add_members(self, scope_id: str, member_ids: Iterable[str]) -> None:
         """Remember members the API confirmed as added."""
-        now = _now()
-        rows = [
-            {"scope_id": scope_id, "member_id": m, "added_at": now} for m in member_ids
-        ]
+        now = self._stamp(_now())
+        rows = [(scope_id, member, now) for member in member_ids]
         if not rows:
             return
-        stmt = self._insert()(members).on_conflict_do_nothing(
-            index_elements=["scope_id", "member_id"]
-        )
-        with self.engine.begin() as conn:
-            for chunk in chunked(rows, LOOKUP_CHUNK):
-                conn.execute(stmt, list(chunk))
+        with self._errors("record members"), self._transaction() as conn:
+            _executemany(
+                conn,
+                self._sql(
+                    "INSERT INTO ledger_members (scope_id, member_id, added_at) "
+                    "VALUES (?, ?, ?) ON CONFLICT (scope_id, member_id) DO NOTHING"
+                ),
+                rows,
+            )
 
     def remove_members(self, scope_id: str, member_ids: Sequence[str]) -> None:
         """Forget members the API confirmed as removed."""
-        with self.engine.begin() as conn:
-            for chunk in chunked(member_ids, LOOKUP_CHUNK):
+        with self._errors("forget members"), self._transaction() as conn:
+            for chunk in chunked(member_ids, CHUNK):
+                where, params = self._in("member_id", chunk)
                 conn.execute(
-                    sa.delete(members).where(
-                        members.c.scope_id == scope_id,
-                        members.c.member_id.in_(chunk),
-                    )
+                    self._sql(
+                        f"DELETE FROM ledger_members WHERE scope_id = ? AND {where}"
+                    ),
+                    [scope_id, *params],
                 )
 
     def known_members(self, scope_id: str, member_ids: Sequence[str]) -> set[str]:
         """Which of the given IDs the ledger remembers as members."""
         found: set[str] = set()
-        with self.engine.connect() as conn:
-            for chunk in chunked(member_ids, LOOKUP_CHUNK):
+        with self._errors("read members"):
+            for chunk in chunked(member_ids, CHUNK):
+                where, params = self._in("member_id", chunk)
                 found.update(
-                    conn.scalars(
-                        sa.select(members.c.member_id).where(
-                            members.c.scope_id == scope_id,
-                            members.c.member_id.in_(chunk),
-                        )
+                    row[0]
+                    for row in self._rows(
+                        "SELECT member_id FROM ledger_members "
+                        f"WHERE scope_id = ? AND {where}",
+                        [scope_id, *params],
                     )
                 )
         return found
 
     def member_count(self, scope_id: str) -> int:
         """How many members the ledger remembers for a group scope."""
-        with self.engine.connect() as conn:
-            return int(
-                conn.scalar(
-                    sa.select(sa.func.count()).where(members.c.scope_id == scope_id)
-                )
-                or 0
+        with self._errors("count members"):
+            [(count,)] = self._rows(
+                "SELECT count(*) FROM ledger_members WHERE scope_id = ?", [scope_id]
             )
+        return int(count)
 
-    def iter_members(self, scope_id: str, batch: int = LOOKUP_CHUNK) -> Iterator[str]:
-        """Every remembered member, streamed in key order."""
+    def iter_members(self, scope_id: str, page: int = CHUNK) -> Iterator[list[str]]:
+        """Every remembered member, in pages in key order."""
         last = ""
         while True:
-            with self.engine.connect() as conn:
-                page = list(
-                    conn.scalars(
-                        sa.select(members.c.member_id)
-                        .where(
-                            members.c.scope_id == scope_id,
-                            members.c.member_id > last,
-                        )
-                        .order_by(members.c.member_id)
-                        .limit(batch)
-                    )
+            with self._errors("read members"):
+                rows = self._rows(
+                    "SELECT member_id FROM ledger_members WHERE scope_id = ? "
+                    "AND member_id > ? ORDER BY member_id LIMIT ?",
+                    [scope_id, last, page],
                 )
-            if not page:
+            if not rows:
                 return
-            yield from page
-            last = page[-1]
+            members = [row[0] for row in rows]
+            yield members
+            last = members[-1]
+
+    # --- runs -----------------------------------------------------------------
+
+    def start_run(self, run: RunRow) -> None:
+        """A row for the run, marked running until ``finish_run``."""
+        with self._errors("record the run"), self._transaction() as conn:
+            conn.execute(
+                self._sql(
+                    "INSERT INTO ledger_runs (run_id, target, scopes, started_at, "
+                    "status) VALUES (?, ?, ?, ?, 'running')"
+                ),
+                [
+                    run.run_id,
+                    run.target,
+                    json.dumps(list(run.scopes)),
+                    self._stamp(run.started_at),
+                ],
+            )
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        scopes: Sequence[str],
+        counts: t.Mapping[str, t.Mapping[str, int]],
+        error: str | None,
+    ) -> None:
+        """Close the run's row with its verdict and counts per stream and outcome."""
+        rows = [
+            (run_id, stream, outcome, count)
+            for stream, outcomes in counts.items()
+            for outcome, count in outcomes.items()
+        ]
+        with self._errors("record the run"), self._transaction() as conn:
+            conn.execute(
+                self._sql(
+                    "UPDATE ledger_runs SET ended_at = ?, status = ?, scopes = ?, "
+                    "error = ? WHERE run_id = ?"
+                ),
+                [self._stamp(_now()), status, json.dumps(list(scopes)), error, run_id],
+            )
+            _executemany(
+                conn,
+                self._sql(
+                    "INSERT INTO ledger_run_counts (run_id, stream, outcome, count) "
+                    "VALUES (?, ?, ?, ?)"
+                ),
+                rows,
+            )
+
+    # --- daily call budget ----------------------------------------------------
+
+    def calls_today(self, instance: str, day: str) -> int:
+        """Calls recorded for an instance on a UTC day (``YYYY-MM-DD``)."""
+        with self._errors("read the call budget"):
+            rows = self._rows(
+                "SELECT calls FROM ledger_calls WHERE instance = ? AND day = ?",
+                [instance, day],
+            )
+        return int(rows[0][0]) if rows else 0
+
+    def reserve_calls(self, instance: str, day: str, wanted: int, budget: int) -> int:
+        """Take up to ``wanted`` calls of the day's budget; returns how many.
+
+        Atomic across every runner sharing the ledger: the count never passes
+        ``budget``.
+        """
+        with self._errors("reserve calls"), self._transaction() as conn:
+            conn.execute(
+                self._sql(
+                    "INSERT INTO ledger_calls (instance, day, calls) VALUES (?, ?, 0) "
+                    "ON CONFLICT (instance, day) DO NOTHING"
+                ),
+                [instance, day],
+            )
+            if self.dialect == "postgresql":
+                conn.execute(
+                    "SELECT calls FROM ledger_calls WHERE instance = %s AND day = %s "
+                    "FOR UPDATE",
+                    [instance, day],
+                )
+            (used,) = conn.execute(
+                self._sql(
+                    "SELECT calls FROM ledger_calls WHERE instance = ? AND day = ?"
+                ),
+                [instance, day],
+            ).fetchone()
+            granted = max(0, min(wanted, budget - int(used)))
+            if granted:
+                conn.execute(
+                    self._sql(
+                        "UPDATE ledger_calls SET calls = calls + ? "
+                        "WHERE instance = ? AND day = ?"
+                    ),
+                    [granted, instance, day],
+                )
+        return granted
+
+    def return_calls(self, instance: str, day: str, unused: int) -> None:
+        """Give back reserved calls that were not made."""
+        if unused <= 0:
+            return
+        with self._errors("return calls"), self._transaction() as conn:
+            conn.execute(
+                self._sql(
+                    "UPDATE ledger_calls SET calls = calls - ? "
+                    "WHERE instance = ? AND day = ? AND calls >= ?"
+                ),
+                [unused, instance, day, unused],
+            )
+
+    # --- run lock -------------------------------------------------------------
 
     @contextlib.contextmanager
-    def run_lock(self, name: str, timeout: float) -> Iterator[None]:
+    def run_lock(
+        self, name: str, timeout: float, wait: t.Callable[[float], None] = time.sleep
+    ) -> Iterator[None]:
         """Hold an exclusive lock for one destination for the whole run.
 
-        The lock dies with the process (a file lock for SQLite, a session
-        advisory lock for PostgreSQL), so a run killed with SIGKILL never
-        leaves a stale lock behind for the rerun.
+        The lock dies with the process (a file lock next to a SQLite ledger,
+        a session advisory lock in PostgreSQL), so a run killed with SIGKILL
+        leaves no stale lock. ``wait`` sleeps between attempts (the caller
+        makes it interruptible).
         """
         digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
-        try_lock, release = (
-            self._pg_lock(int.from_bytes(digest, "big", signed=True))
-            if self.dialect == "postgresql"
-            else self._file_lock(digest.hex())
-        )
+        if self.dialect == "postgresql":
+            holder: _Lock = _PgLock(self, int.from_bytes(digest, "big", signed=True))
+        else:
+            holder = _FileLock(self.url.location, digest.hex())
         deadline = time.monotonic() + timeout
-        while not try_lock():
-            if time.monotonic() >= deadline:
-                release()
-                msg = (
-                    f"another run is writing to {name} with the same ledger "
-                    f"and still held the ledger lock after {timeout:.0f} s; "
-                    "let it finish (or raise ledger_lock_timeout) before "
-                    "starting this one"
-                )
-                raise LedgerBusy(msg)
-            time.sleep(0.2)
+        with self._errors("take the run lock"):
+            while not holder.try_acquire():
+                if time.monotonic() >= deadline:
+                    holder.release()
+                    msg = (
+                        f"another run is writing to {name} with the same ledger "
+                        f"and still held the ledger lock after {timeout:.0f} s; "
+                        "let it finish (or raise ledger_lock_timeout) before "
+                        "starting this one"
+                    )
+                    raise LedgerBusy(msg)
+                wait(0.2)
+        self._lock_check = holder.check
         try:
             yield
         finally:
-            release()
+            self._lock_check = lambda: None
+            holder.release()
 
-    def _pg_lock(self, key: int) -> tuple[t.Callable[[], bool], t.Callable[[], None]]:
-        conn = self.engine.connect()
 
-        def try_lock() -> bool:
-            locked = conn.scalar(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
-            conn.commit()
-            return bool(locked)
+class _Lock(t.Protocol):
+    def try_acquire(self) -> bool: ...
 
-        def release() -> None:
-            # invalidate: a pooled connection would keep the session, and its lock
-            conn.invalidate()
-            conn.close()
+    def check(self) -> None: ...
 
-        return try_lock, release
+    def release(self) -> None: ...
 
-    def _file_lock(
-        self, suffix: str
-    ) -> tuple[t.Callable[[], bool], t.Callable[[], None]]:
-        database = self.url.database
-        if not database or database == ":memory:":
-            return (lambda: True), (lambda: None)
-        handle = open(f"{database}.{suffix}.lock", "a+")  # noqa: SIM115
 
-        def try_lock() -> bool:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
+class _FileLock:
+    """``filelock`` next to the SQLite file; the lock file goes with the run.
+
+    The file is unlinked while the lock is still held: a run waiting on the
+    old file then sees it was unlinked (filelock checks) and locks a new one.
+    """
+
+    def __init__(self, database: str | None, suffix: str) -> None:
+        import filelock
+
+        self._path = f"{database}.{suffix}.lock"
+        self._lock = filelock.FileLock(self._path, timeout=0) if database else None
+        self._timeout = filelock.Timeout
+
+    def try_acquire(self) -> bool:
+        if self._lock is None:
             return True
+        try:
+            self._lock.acquire(timeout=0)
+        except self._timeout:
+            return False
+        return True
 
-        def release() -> None:
-            handle.close()
+    def check(self) -> None:
+        """A file lock cannot be lost while the process lives."""
 
-        return try_lock, release
+    def release(self) -> None:
+        if self._lock is not None and self._lock.is_locked:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path)
+            self._lock.release()
+
+
+class _PgLock:
+    """A session advisory lock on a connection of its own.
+
+    The lock lives as long as that connection: ``check`` asks the server
+    whether it still holds it, so a run whose connection dropped (and whose
+    lock a second run may now hold) stops before it writes again.
+    """
+
+    def __init__(self, ledger: Ledger, key: int) -> None:
+        self._key = key
+        self._conn = _pg_connect(t.cast(str, ledger.url.location))
+        self._redacted = ledger.url.redacted
+
+    def try_acquire(self) -> bool:
+        row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", [self._key])
+        return bool(row.fetchone()[0])
+
+    def check(self) -> None:
+        try:
+            row = self._conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND pid = pg_backend_pid() AND granted",
+            ).fetchone()
+        except Exception as exc:  # any driver error means the session is gone
+            raise self._lost(exc) from exc
+        if not row or not row[0]:
+            raise self._lost(None)
+
+    def _lost(self, exc: BaseException | None) -> LockLost:
+        cause = f" ({' '.join(str(exc).split())})" if exc else ""
+        return LockLost(
+            f"the run lost its ledger lock: the connection to ledger_url "
+            f"{self._redacted!r} holding it dropped{cause}, so another run may be "
+            "writing to the same destination; this run stopped before writing "
+            "again. Run it again once the other run is done."
+        )
+
+    def release(self) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.close()
+
+
+def _pg_connect(location: str) -> psycopg.Connection[t.Any]:
+    import psycopg
+
+    return psycopg.connect(
+        location, autocommit=True, connect_timeout=15, application_name="ledger"
+    )
+
+
+def _executemany(conn: t.Any, statement: str, rows: Sequence[Sequence[t.Any]]) -> None:
+    """``executemany`` on either driver (psycopg's lives on a cursor)."""
+    if not rows:
+        return
+    if isinstance(conn, sqlite3.Connection):
+        conn.executemany(statement, rows)
+        return
+    with conn.cursor() as cursor:
+        cursor.executemany(statement, rows)
+
+
+UPSERT_DELIVERY = (
+    "INSERT INTO ledger_deliveries (scope_id, key_hash, fingerprint, delivered_at) "
+    "VALUES (?, ?, ?, CURRENT_TIMESTAMP) ON CONFLICT (scope_id, key_hash) DO UPDATE "
+    "SET fingerprint = excluded.fingerprint, delivered_at = excluded.delivered_at"
+)
+UPSERT_REJECT = (
+    "INSERT INTO ledger_rejects (scope_id, key_hash, destination_key, fingerprint, "
+    "stream, reason, message, http_status, permanent, first_seen, last_seen) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope_id, key_hash) "
+    "DO UPDATE SET destination_key = excluded.destination_key, "
+    "fingerprint = excluded.fingerprint, stream = excluded.stream, "
+    "reason = excluded.reason, message = excluded.message, "
+    "http_status = excluded.http_status, permanent = excluded.permanent, "
+    "last_seen = excluded.last_seen, first_seen = CASE WHEN "
+    "ledger_rejects.resolved_at IS NULL THEN ledger_rejects.first_seen "
+    "ELSE excluded.first_seen END, resolved_at = NULL"
+)
+
+
+def _v1(dialect: str) -> list[str]:
+    """The first schema: scopes, deliveries and mirror members."""
+    stamp = "TIMESTAMP WITH TIME ZONE" if dialect == "postgresql" else "DATETIME"
+    rowid = " WITHOUT ROWID" if dialect == "sqlite" else ""
+    return [
+        "CREATE TABLE ledger_scopes (scope_id VARCHAR(32) PRIMARY KEY, "
+        f"description TEXT NOT NULL, created_at {stamp} NOT NULL)",
+        "CREATE TABLE ledger_deliveries (scope_id VARCHAR(32) NOT NULL, "
+        "key_hash VARCHAR(32) NOT NULL, fingerprint VARCHAR(32) NOT NULL, "
+        f"delivered_at {stamp} DEFAULT CURRENT_TIMESTAMP NOT NULL, "
+        f"PRIMARY KEY (scope_id, key_hash)){rowid}",
+        "CREATE TABLE ledger_members (scope_id VARCHAR(32) NOT NULL, "
+        f"member_id VARCHAR(512) NOT NULL, added_at {stamp} NOT NULL, "
+        "PRIMARY KEY (scope_id, member_id))",
+    ]
+
+
+def _v2(dialect: str) -> list[str]:
+    """Rejects (quarantine and the open list), run history, the call budget."""
+    stamp = "TIMESTAMP WITH TIME ZONE" if dialect == "postgresql" else "DATETIME"
+    return [
+        "CREATE TABLE ledger_rejects (scope_id VARCHAR(32) NOT NULL, "
+        "key_hash VARCHAR(32) NOT NULL, destination_key TEXT, "
+        "fingerprint VARCHAR(32), stream TEXT NOT NULL, reason TEXT NOT NULL, "
+        "message TEXT NOT NULL, http_status INTEGER, permanent BOOLEAN NOT NULL, "
+        f"first_seen {stamp} NOT NULL, last_seen {stamp} NOT NULL, "
+        f"resolved_at {stamp}, PRIMARY KEY (scope_id, key_hash))",
+        "CREATE TABLE ledger_runs (run_id VARCHAR(32) PRIMARY KEY, "
+        f"target TEXT NOT NULL, scopes TEXT NOT NULL, started_at {stamp} NOT NULL, "
+        f"ended_at {stamp}, status VARCHAR(16) NOT NULL, error TEXT)",
+        "CREATE TABLE ledger_run_counts (run_id VARCHAR(32) NOT NULL, "
+        "stream TEXT NOT NULL, outcome VARCHAR(32) NOT NULL, count BIGINT NOT NULL, "
+        "PRIMARY KEY (run_id, stream, outcome))",
+        "CREATE TABLE ledger_calls (instance TEXT NOT NULL, day VARCHAR(10) NOT NULL, "
+        "calls BIGINT NOT NULL, PRIMARY KEY (instance, day))",
+    ]
+
+
+#: MIGRATIONS[n] brings a ledger from schema version n to n + 1.
+MIGRATIONS: list[t.Callable[[str], list[str]]] = [_v1, _v2]

@@ -6,22 +6,10 @@ import datetime
 import json
 import threading
 import typing as t
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from singer_delivery.outcomes import Reject
 from singer_delivery.serialization import dumps
-
-
-@dataclass(frozen=True)
-class Reject:
-    """Why one record was not delivered, in terms a person can act on."""
-
-    key: str | None
-    reason: str
-    message: str
-    http_status: int | None = None
-    fields: tuple[str, ...] = ()
-    record: t.Mapping[str, t.Any] | None = None
 
 
 class JsonlWriter:
@@ -57,21 +45,20 @@ def _utc_now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-@dataclass
 class RejectsFile:
     """The JSONL rejects file; the full record only when the user opted in."""
 
-    path: Path
-    run_id: str
-    include_record: bool = False
-    _writer: JsonlWriter = field(init=False)
+    def __init__(self, path: Path, run_id: str, *, include_record: bool) -> None:
+        self.path = path
+        self.run_id = run_id
+        self.include_record = include_record
+        self._writer = JsonlWriter(path)
 
-    def __post_init__(self) -> None:
-        self._writer = JsonlWriter(self.path)
-
-    def write(self, stream: str, reject: Reject) -> None:
-        """Append one reject."""
-        line: dict[str, t.Any] = {
+    def write(
+        self, stream: str | None, reject: Reject, line: int | None = None
+    ) -> None:
+        """Append one reject; ``line`` is the input line of an unreadable one."""
+        entry: dict[str, t.Any] = {
             "run_id": self.run_id,
             "time": _utc_now(),
             "stream": stream,
@@ -80,28 +67,30 @@ class RejectsFile:
             "message": reject.message,
             "http_status": reject.http_status,
             "fields": list(reject.fields),
+            "permanent": reject.permanent,
         }
+        if line is not None:
+            entry["line"] = line
         if self.include_record and reject.record is not None:
-            line["record"] = dict(reject.record)
-        self._writer.write(line)
+            entry["record"] = dict(reject.record)
+        self._writer.write(entry)
 
     def close(self) -> None:
         """Close the underlying file."""
         self._writer.close()
 
 
-@dataclass
 class PlanFile:
-    """The dry-run plan: one line per record, then the totals."""
+    """The dry-run plan: one line per record (or group member), then totals."""
 
-    path: Path
-    run_id: str
-    _writer: JsonlWriter = field(init=False)
+    def __init__(self, path: Path, run_id: str) -> None:
+        self.path = path
+        self.run_id = run_id
+        self._writer = JsonlWriter(path, truncate=True)
 
-    def __post_init__(self) -> None:
-        self._writer = JsonlWriter(self.path, truncate=True)
-
-    def write(self, stream: str, key: str | None, action: str, **extra: t.Any) -> None:
+    def write(
+        self, stream: str | None, key: str | None, action: str, **extra: t.Any
+    ) -> None:
         """One planned action for one record (or one group member)."""
         self._writer.write({"stream": stream, "key": key, "action": action, **extra})
 

@@ -70,7 +70,9 @@ class RateLimiter:
             departed.append(now)
             return 0.0
 
-    def observe(self, method: str, headers: t.Mapping[str, str]) -> None:
+    def observe(
+        self, method: str, headers: t.Mapping[str, str], status: int | None = None
+    ) -> None:
         """Back off for a full interval when the server says nothing is left.
 
         Pacing at the server's limit leaves its window full after every

@@ -1,4 +1,4 @@
-"""Per-stream counts, the run report, METRIC lines and progress lines."""
+"""Per-stream counts, the run report table, METRIC lines and progress lines."""
 
 from __future__ import annotations
 
@@ -7,105 +7,33 @@ import threading
 import time
 import typing as t
 from collections import Counter
-from dataclasses import dataclass, field
 
 from singer_sdk import metrics
 
 logger = logging.getLogger(__name__)
 
+#: Every count of a stream, in report order. Each record read ends as
+#: exactly one of invalid, unchanged, quarantined, rejected or delivered
+#: (a dry run plans instead of delivering); ``duplicates`` were superseded
+#: by a later record with the same key in the same batch.
 COUNT_FIELDS = (
     "received",
     "invalid",
     "unchanged",
+    "quarantined",
     "sent",
     "delivered",
     "created",
     "updated",
+    "unverified",
     "duplicates",
     "group_added",
     "group_removed",
+    "deleted",
+    "fired",
 )
 
-
-@dataclass
-class StreamStats:
-    """Counts for one stream; safe to update from delivery threads.
-
-    ``received`` counts records read; each ends as exactly one of invalid,
-    unchanged, rejected or delivered (a dry run plans instead of delivering).
-    ``created``/``updated`` are what the API reported; ``duplicates`` are
-    records superseded by a later one with the same key in the same batch.
-    """
-
-    stream: str
-    received: int = 0
-    invalid: int = 0
-    unchanged: int = 0
-    sent: int = 0
-    delivered: int = 0
-    created: int = 0
-    updated: int = 0
-    duplicates: int = 0
-    group_added: int = 0
-    group_removed: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    planned: Counter[str] = field(default_factory=Counter)
-    api_calls: int = 0
-    retries: int = 0
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **counts: int) -> None:
-        """Add to named counters in one locked step."""
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
-
-    def reject(self, reason: str, count: int = 1) -> None:
-        """Count a rejected record under its reason code."""
-        with self._lock:
-            self.rejected[reason] += count
-
-    def plan(self, action: str, count: int = 1) -> None:
-        """Count a dry-run action."""
-        with self._lock:
-            self.planned[action] += count
-
-    def on_request(self, route: str, status: int | None) -> None:
-        """CallObserver: every attempt is an API call against the quota."""
-        self.add(api_calls=1)
-
-    def on_retry(self, route: str, reason: str) -> None:
-        """CallObserver: count repeats separately so they show in the report."""
-        self.add(retries=1)
-
-    @property
-    def rejected_total(self) -> int:
-        """All rejects, whatever their reason (invalid records included)."""
-        return sum(self.rejected.values())
-
-    @property
-    def duration(self) -> float:
-        """Seconds from the first record to the end of delivery."""
-        return (self.finished or time.monotonic()) - self.started
-
-    def to_dict(self) -> dict[str, t.Any]:
-        """The JSON form used in the report file."""
-        with self._lock:
-            data: dict[str, t.Any] = {
-                name: getattr(self, name) for name in COUNT_FIELDS
-            }
-            data["rejected"] = self.rejected_total
-            data["rejected_by_reason"] = dict(sorted(self.rejected.items()))
-            if self.planned:
-                data["planned"] = dict(sorted(self.planned.items()))
-            data["api_calls"] = self.api_calls
-            data["retries"] = self.retries
-            data["duration_seconds"] = round(self.duration, 3)
-        return data
-
-
+#: The report table's columns: (count, header).
 COLUMNS = (
     ("received", "received"),
     ("invalid", "invalid"),
@@ -114,11 +42,120 @@ COLUMNS = (
     ("created", "created"),
     ("updated", "updated"),
     ("rejected", "rejected"),
+    ("quarantined", "quarant."),
     ("group_added", "grp+"),
     ("group_removed", "grp-"),
     ("api_calls", "calls"),
     ("retries", "retries"),
 )
+
+
+class StreamStats:
+    """Counts for one stream, updated a batch at a time under one lock.
+
+    Only ``received`` changes per record, on the reading thread alone, so
+    it needs no lock.
+    """
+
+    def __init__(self, stream: str, clock: t.Callable[[], float] = time.monotonic):
+        self.stream = stream
+        self.received = 0
+        self._counts: Counter[str] = Counter()
+        self._rejected: Counter[str] = Counter()
+        self._quarantined: Counter[str] = Counter()
+        self._planned: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.started = clock()
+        self.finished: float | None = None
+
+    def add(self, **counts: int) -> None:
+        """Add to named counts in one locked step."""
+        with self._lock:
+            self._counts.update(counts)
+
+    def reject(self, reason: str, count: int = 1) -> None:
+        """Count rejected records under their reason."""
+        with self._lock:
+            self._rejected[reason] += count
+
+    def quarantine(self, reasons: t.Iterable[str]) -> None:
+        """Count records not sent because the same payload was refused before."""
+        with self._lock:
+            for reason in reasons:
+                self._counts["quarantined"] += 1
+                self._quarantined[reason] += 1
+
+    def plan(self, action: str, count: int = 1) -> None:
+        """Count a dry-run action."""
+        with self._lock:
+            self._planned[action] += count
+
+    def on_request(self, route: str, status: int | None) -> None:
+        """Every attempt is an API call against the quota."""
+        self.add(api_calls=1)
+
+    def on_retry(self, route: str, reason: str) -> None:
+        """Repeats are counted apart, so they show in the report."""
+        self.add(retries=1)
+
+    def __getitem__(self, name: str) -> int:
+        if name == "received":
+            return self.received
+        if name == "rejected":
+            return self.rejected_total
+        with self._lock:
+            return self._counts[name]
+
+    @property
+    def rejected_total(self) -> int:
+        """All rejects, whatever their reason (invalid records included)."""
+        with self._lock:
+            return sum(self._rejected.values())
+
+    @property
+    def failed_total(self) -> int:
+        """Records that did not reach the destination: rejected or quarantined."""
+        return self.rejected_total + self["quarantined"]
+
+    @property
+    def settled(self) -> int:
+        """Records with a final outcome so far."""
+        with self._lock:
+            counts = self._counts
+            done = counts["delivered"] + counts["unchanged"] + counts["quarantined"]
+            return done + sum(self._rejected.values())
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first record to the end of delivery."""
+        return (self.finished or self._clock()) - self.started
+
+    def to_dict(self) -> dict[str, t.Any]:
+        """The JSON form used in the report file and the ledger's runs table."""
+        with self._lock:
+            data: dict[str, t.Any] = {name: self._counts[name] for name in COUNT_FIELDS}
+            data["received"] = self.received
+            data["rejected"] = sum(self._rejected.values())
+            data["rejected_by_reason"] = dict(sorted(self._rejected.items()))
+            if self._quarantined:
+                data["quarantined_by_reason"] = dict(sorted(self._quarantined.items()))
+            if self._planned:
+                data["planned"] = dict(sorted(self._planned.items()))
+            data["api_calls"] = self._counts["api_calls"]
+            data["retries"] = self._counts["retries"]
+            data["duration_seconds"] = round(self.duration, 3)
+        return data
+
+    def outcome_counts(self) -> dict[str, int]:
+        """Non-zero counts by outcome name, for the ledger's runs table."""
+        data = self.to_dict()
+        counts = {name: data[name] for name in (*COUNT_FIELDS, "rejected")}
+        counts |= {f"rejected:{k}": v for k, v in data["rejected_by_reason"].items()}
+        counts |= {f"planned:{k}": v for k, v in data.get("planned", {}).items()}
+        counts["api_calls"] = data["api_calls"]
+        counts["retries"] = data["retries"]
+        return {name: count for name, count in counts.items() if count}
 
 
 def render_table(title: str, streams: t.Sequence[StreamStats]) -> str:
@@ -138,29 +175,33 @@ def render_table(title: str, streams: t.Sequence[StreamStats]) -> str:
             + "".join(f" {row[key]:>9}" for key, _ in COLUMNS)
             + f" {row['duration_seconds']:>8.1f}s"
         )
-        if row["rejected_by_reason"]:
-            reasons = ", ".join(
-                f"{k}={v}" for k, v in row["rejected_by_reason"].items()
-            )
-            lines.append(f"  rejected: {reasons}")
-        if "planned" in row:
-            planned = ", ".join(f"{k}={v}" for k, v in row["planned"].items())
-            lines.append(f"  planned: {planned}")
+        for label, key in (
+            ("rejected", "rejected_by_reason"),
+            ("quarantined", "quarantined_by_reason"),
+            ("planned", "planned"),
+        ):
+            if row.get(key):
+                detail = ", ".join(f"{k}={v}" for k, v in row[key].items())
+                lines.append(f"  {label}: {detail}")
     return "\n".join(lines)
 
 
+def summary_line(stats: StreamStats) -> str:
+    """One line naming every non-zero count, e.g. for Meltano's own log view."""
+    data = stats.to_dict()
+    parts = [f"{name}={data[name]}" for name in COUNT_FIELDS if data[name]]
+    if data["rejected"]:
+        reasons = ",".join(f"{k}:{v}" for k, v in data["rejected_by_reason"].items())
+        parts.append(f"rejected={data['rejected']} ({reasons})")
+    parts.append(f"api_calls={data['api_calls']}")
+    return f"stream {stats.stream}: " + " ".join(parts)
+
+
 def emit_metrics(stats: StreamStats) -> None:
-    """Singer METRIC lines, so Meltano users see the counts in their logs."""
+    """Singer METRIC lines, one per outcome, the outcome in the metric's tags."""
     metrics_logger = metrics.get_metrics_logger()
     data = stats.to_dict()
-    for outcome in (
-        "received",
-        "invalid",
-        "unchanged",
-        "sent",
-        "delivered",
-        "rejected",
-    ):
+    for outcome in ("received", "unchanged", "quarantined", "delivered", "rejected"):
         metrics.log(
             metrics_logger,
             metrics.Point(
@@ -212,7 +253,7 @@ class ProgressLogger:
 
     def _log(self, stats: StreamStats) -> None:
         now = time.monotonic()
-        done = stats.delivered + stats.rejected_total + stats.unchanged
+        done = stats.settled
         received, previous_done, since = self._seen.get(
             stats.stream, (0, 0, stats.started)
         )
@@ -225,9 +266,9 @@ class ProgressLogger:
             "rejected %d, %.0f records/s",
             stats.stream,
             stats.received,
-            stats.sent,
-            stats.delivered,
-            stats.unchanged,
+            stats["sent"],
+            stats["delivered"],
+            stats["unchanged"],
             stats.rejected_total,
             rate,
         )

@@ -3,7 +3,8 @@
 Records arrive with ``Decimal``, ``date`` and ``datetime`` values that the
 standard ``json`` module cannot encode. msgspec writes decimals as exact JSON
 numbers, and with sorted keys it also gives the canonical form that change
-detection hashes.
+detection hashes. A payload is encoded once: its fingerprint is the hash of
+those bytes, and request bodies are assembled from them.
 """
 
 from __future__ import annotations
@@ -41,11 +42,21 @@ def canonical_json(value: t.Any) -> bytes:
     return _CANONICAL_ENCODER.encode(value)
 
 
+def fingerprint_of(encoded: bytes) -> str:
+    """The hash of an encoded payload, as stored in the ledger."""
+    return hashlib.blake2b(encoded, digest_size=16).hexdigest()
+
+
 def fingerprint(payload: t.Any) -> str:
-    """A stable hash of a mapped payload, as stored in the ledger."""
-    return hashlib.blake2b(canonical_json(payload), digest_size=16).hexdigest()
+    """A stable hash of a mapped payload."""
+    return fingerprint_of(canonical_json(payload))
 
 
 def key_hash(key: str) -> str:
     """The ledger stores this instead of the key itself (minimal personal data)."""
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+
+def join_json(parts: t.Iterable[bytes]) -> bytes:
+    """A JSON array of already-encoded values."""
+    return b"[" + b",".join(parts) + b"]"

@@ -1,127 +1,101 @@
 """The delivery pipeline every destination sink shares.
 
-A record goes: validation → ``map_record`` (destination shape and key) →
-fingerprint → ledger comparison → ``deliver`` (or ``plan`` in a dry run) →
-ledger commit for acknowledged records, rejects file for the others.
+On the reading thread, a record is validated, mapped by the destination
+(``map_record``: its key and payload), encoded once and hashed, and gathered
+into a batch. A full batch is checked against the ledger in one query; only
+new or changed items go to a delivery thread, where the destination's
+``deliver`` (or, in a dry run, ``plan``) returns one outcome per item, and
+the run's recorder settles them.
 
-Batches are delivered on worker threads while the reader goes on, because
-async APIs spend most of a batch's time waiting for a task to finish. The
-target waits for every batch in flight before it emits STATE.
+A destination implements ``scope``, ``map_record`` and ``deliver`` (and
+``plan`` for dry runs); see ``docs/adding-a-destination.md``.
 """
 
 from __future__ import annotations
 
 import abc
-import dataclasses
-import datetime
 import threading
-import time
 import typing as t
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future
 
 import fastjsonschema
-from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
+from typing_extensions import override
 
-from singer_delivery.ledger import Scope
-from singer_delivery.outputs import Reject
-from singer_delivery.serialization import fingerprint, key_hash
+from singer_delivery.errors import Abandoned
+from singer_delivery.outcomes import (
+    Action,
+    Item,
+    Outcome,
+    Reason,
+    RecordRejected,
+    Reject,
+)
+from singer_delivery.serialization import canonical_json, fingerprint_of, key_hash
+from singer_delivery.snapshot import removals
 
 if t.TYPE_CHECKING:
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-    from singer_delivery.report import StreamStats
+    from singer_delivery.ledger import Scope
+    from singer_delivery.recorder import Membership
+    from singer_delivery.run import DeliveryRun
     from singer_delivery.target import DeliveryTarget
 
-MAX_BATCH_ROWS = 1000
-DATE_PARSERS: dict[str, t.Callable[[str], t.Any]] = {
-    "date-time": datetime.datetime.fromisoformat,
-    "date": datetime.date.fromisoformat,
-    "time": datetime.time.fromisoformat,
-}
 _A = t.TypeVar("_A")
 _T = t.TypeVar("_T")
 
 
-class RecordRejected(Exception):
-    """Raised by ``map_record`` for a record that must not be sent."""
-
-    def __init__(self, reason: str, message: str, *, fields: t.Sequence[str] = ()):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.fields = tuple(fields)
+class DeliveryContractError(RuntimeError):
+    """A destination broke the one-outcome-per-item contract (a bug)."""
 
 
-@dataclass(slots=True)
-class Item:
-    """One mapped record on its way to the destination."""
+class _Batch:
+    """Items on their way, and the claim that holds back STATE behind them."""
 
-    key: str
-    payload: t.Any
-    fingerprint: str
-    key_hash: str
-    record: t.Mapping[str, t.Any] | None = None
+    __slots__ = ("claim", "final", "items", "keys")
 
-
-@dataclass(slots=True)
-class Outcome:
-    """What became of one item: delivered (``reject`` is None) or rejected.
-
-    In a dry run, ``action`` names what a real run would do with the item.
-    """
-
-    item: Item
-    reject: Reject | None = None
-    action: str | None = None
+    def __init__(self, items: list[Item], claim: int, *, final: bool = False):
+        self.items = items
+        self.claim = claim
+        self.final = final
+        self.keys = frozenset(item.key_hash for item in items)
 
 
 class DeliverySink(BatchSink, abc.ABC):
     """A sink that sends only what changed and records what was acknowledged."""
 
-    MAX_SIZE_DEFAULT = MAX_BATCH_ROWS
-
-    #: Sinks with a lower priority are drained (and delivered) first.
+    #: Sinks with a lower priority are delivered first (recipients before
+    #: the rows and events that need them).
     drain_priority: t.ClassVar[int] = 0
 
     def __init__(
         self,
-        target: DeliveryTarget,
+        target: DeliveryTarget[t.Any],
         stream_name: str,
-        schema: dict,
+        schema: dict[str, t.Any],
         key_properties: t.Sequence[str] | None,
     ) -> None:
-        self.target = target
-        self.run = target.run
-        self.stats: StreamStats = target.run.stats_for(stream_name)
-        self._invalid: Reject | None = None
+        self.run: DeliveryRun[t.Any] = target.delivery_run
+        self.stats = self.run.stats_for(stream_name)
+        self.snapshot = self.run.snapshot_for(stream_name)
         super().__init__(target, stream_name, schema, key_properties)
-        self._fast_validator = self._compile_validator()
-        self._date_parsers = self._find_date_fields()
-        self._inflight: dict[Future[None], frozenset[str]] = {}
+        self.settings = self.run.settings_for(stream_name)
+        self._validator = self._compile_validator()
+        self._pending: dict[str, Item] = {}
+        self._pending_claim: int | None = None
+        self._inflight: dict[Future[None], _Batch] = {}
         self._inflight_lock = threading.Lock()
-        self._batch_slots = threading.BoundedSemaphore(self.batches_in_flight)
-        self._workers = ThreadPoolExecutor(
-            self.batches_in_flight, thread_name_prefix=f"deliver-{stream_name}"
-        )
-        self._request_pool: ThreadPoolExecutor | None = None
-        self._failure: BaseException | None = None
-        self._activations: list[int] = []
-        self._records_since_activation = 0
-        self.snapshot_closed = False
+        self._deferred: list[Item] = []
+        self._deferred_claim: int | None = None
+        self.run.register(self)
 
     # --- hooks for destinations -------------------------------------------
 
     @property
-    def batches_in_flight(self) -> int:
-        """How many batches may be delivering at once for this stream."""
-        return 4
-
-    @property
     @abc.abstractmethod
     def scope(self) -> Scope:
-        """The destination object this sink writes to."""
+        """The destination object this sink writes to (its ledger history)."""
 
     @abc.abstractmethod
     def map_record(self, record: dict[str, t.Any]) -> tuple[str, t.Any]:
@@ -129,49 +103,63 @@ class DeliverySink(BatchSink, abc.ABC):
 
     @abc.abstractmethod
     def deliver(self, items: list[Item]) -> t.Iterable[Outcome]:
-        """Write the items; yield one outcome per item."""
+        """Write the items; return exactly one outcome per item.
+
+        Runs on a delivery thread. Writes must be safe to repeat: a crash
+        between the API's answer and the ledger commit sends them again.
+        """
 
     def plan(self, items: list[Item]) -> t.Iterable[Outcome]:
-        """Dry run: say what ``deliver`` would do, using read-only calls only.
-
-        Return an outcome per item: a reject, or ``action`` set to what a real
-        run would do (create, update, ...).
-        """
-        return (Outcome(item, action="send") for item in items)
-
-    def observe_batch(self, items: list[Item]) -> None:
-        """Called with every mapped item, changed or not (e.g. mirror's seen set)."""
-
-    def finish_snapshot(self) -> None:
-        """Called at a clean end of input; check ``snapshot_complete`` first."""
+        """Dry run: what ``deliver`` would do, found with read-only calls only."""
+        return [Outcome.done(item) for item in items]
 
     @property
-    def holds_back_state(self) -> bool:
-        """True while records read are neither delivered nor rejected yet."""
+    def membership(self) -> Membership | None:
+        """The group scopes when this sink changes a set's members."""
+        return None
+
+    @property
+    def max_payload_bytes(self) -> int | None:
+        """The largest payload one request can carry; larger ones are rejected."""
+        return None
+
+    @property
+    def mirror(self) -> bool:
+        """True when this sink makes a set equal to the stream's snapshot.
+
+        A mirror sink has a ``membership``, implements ``remove``, and names
+        its set in ``mirror_name``; at the end of a complete snapshot the
+        members it remembers but did not see are removed.
+        """
         return False
 
     @property
-    def request_concurrency(self) -> int:
-        """Threads for one-request-per-record APIs; the transport caps the total."""
-        return 10
+    def mirror_name(self) -> str:
+        """How messages name the mirrored set (e.g. ``target group 'VIP'``)."""
+        return self.stream_name
+
+    def remove(self, items: list[Item]) -> t.Iterable[Outcome]:
+        """Mirror sinks: take these members out of the set (``Action.REMOVED``)."""
+        raise NotImplementedError
+
+    # --- helpers for destinations --------------------------------------------
+
+    @property
+    def scope_id(self) -> str:
+        """The ledger id of ``scope``."""
+        return self.scope.scope_id
 
     def map_concurrently(
         self, call: t.Callable[[_A], _T], values: t.Sequence[_A]
     ) -> list[_T]:
         """Run a per-value request for every value, several at once, in order."""
-        if self._request_pool is None:
-            with self._inflight_lock:
-                if self._request_pool is None:
-                    self._request_pool = ThreadPoolExecutor(
-                        self.request_concurrency,
-                        thread_name_prefix=f"request-{self.stream_name}",
-                    )
-        return list(self._request_pool.map(call, values))
+        return self.run.request_pool.map(call, values)
 
-    # --- validation ---------------------------------------------------------
+    # --- validation -----------------------------------------------------------
 
+    @override
     def get_validator(self) -> BaseJSONSchemaValidator | None:
-        """Off: ``_validate_and_parse`` rejects invalid records instead of failing."""
+        """Off: ``accept`` rejects invalid records instead of failing the run."""
         return None
 
     def _compile_validator(self) -> t.Callable[[t.Any], t.Any] | None:
@@ -188,91 +176,69 @@ class DeliverySink(BatchSink, abc.ABC):
             )
             return None
 
-    def _find_date_fields(self) -> dict[str, t.Callable[[str], t.Any]]:
-        """Parsers for the schema's date fields, worked out once per schema.
+    # --- the reading thread -------------------------------------------------
 
-        The SDK works this out again for every field of every record, which
-        was the largest single cost per record.
-        """
-        return {
-            name: DATE_PARSERS[kind]
-            for name, prop in self.schema.get("properties", {}).items()
-            if (kind := get_datelike_property_type(prop)) in DATE_PARSERS
-        }
-
-    def _validate_and_parse(self, record: dict) -> dict:
-        """Mark an invalid record for rejection instead of stopping the run.
-
-        The SDK would either raise (stopping every good record too) or pass
-        the record on silently; a reverse-ETL run must reject it with a reason.
-        """
-        self._invalid = None
-        if self._fast_validator is not None:
+    def accept(self, record: dict[str, t.Any], seq: int) -> None:
+        """Map one record into the pending batch, or reject it with a reason."""
+        self.stats.received += 1
+        self.snapshot.record()
+        if self._validator is not None:
             try:
-                self._fast_validator(record)
+                self._validator(record)
             except fastjsonschema.JsonSchemaValueException as exc:
                 field = ".".join(str(p) for p in exc.path[1:2])
-                self._invalid = Reject(
-                    key=None,
-                    reason="invalid_record",
-                    message=f"does not match the stream schema: {exc.message}",
+                message = f"does not match the stream schema: {exc.message}"
+                reject = Reject(
+                    self.source_key(record),
+                    Reason.INVALID_RECORD,
+                    message,
                     fields=(field,) if field else (),
                 )
-                return record
-        for name, parse in self._date_parsers.items():
-            value = record.get(name)
-            if isinstance(value, str):
-                try:
-                    record[name] = parse(value)
-                except ValueError:
-                    self._invalid = Reject(
-                        key=None,
-                        reason="invalid_record",
-                        message=f"{name} is not a valid ISO 8601 date or date-time",
-                        fields=(name,),
-                    )
-                    break
-        return record
-
-    # --- record path --------------------------------------------------------
-
-    def _after_process_record(self, context: dict) -> None:
-        """Nothing: the SDK logs the whole pending batch here at DEBUG level,
-        which would put every record's personal data into the logs."""
-
-    def process_record(self, record: dict, context: dict) -> None:
-        """Map and fingerprint one record into the pending batch."""
-        self.stats.add(received=1)
-        self._records_since_activation += 1
-        if self._invalid is not None:
-            self.stats.add(invalid=1)
-            self.reject(
-                dataclasses.replace(self._invalid, key=self.source_key(record)), record
-            )
-            return
+                self.run.recorder.unmapped(
+                    self, self._with_record(reject, record), invalid=True
+                )
+                return
         try:
             key, payload = self.map_record(record)
         except RecordRejected as exc:
+            if exc.key is not None:
+                self.observe((exc.key,))
             reject = Reject(
-                key=self.source_key(record),
-                reason=exc.reason,
-                message=exc.message,
-                fields=exc.fields,
+                self.source_key(record), exc.reason, exc.message, fields=exc.fields
             )
-            self.reject(reject, record)
+            self.run.recorder.unmapped(self, self._with_record(reject, record))
+            return
+        encoded = canonical_json(payload)
+        if (limit := self.max_payload_bytes) is not None and len(encoded) > limit:
+            message = (
+                f"the mapped record is {len(encoded):,} bytes, more than the "
+                f"{limit:,} bytes one request may carry"
+            )
+            reject = Reject(key, Reason.PAYLOAD_TOO_LARGE, message)
+            self.observe((key,))
+            self.run.recorder.unmapped(self, self._with_record(reject, record))
             return
         item = Item(
-            key=key,
-            payload=payload,
-            fingerprint=fingerprint(payload),
-            key_hash=key_hash(key),
-            record=record if self.run.rejects.include_record else None,
+            key,
+            payload,
+            encoded,
+            fingerprint_of(encoded),
+            key_hash(key),
+            seq,
+            record if self.run.rejects.include_record else None,
         )
-        items: dict[str, Item] = context.setdefault("items", {})
-        if item.key_hash in items:
+        if not self._pending:
+            self._pending_claim = self.run.checkpoints.claim(seq)
+        elif item.key_hash in self._pending:
             self.stats.add(duplicates=1)
-            self.tally_duplicate_merged()
-        items[item.key_hash] = item
+        self._pending[item.key_hash] = item
+        if len(self._pending) >= self.batch_size:
+            self.submit_pending()
+
+    @property
+    def batch_size(self) -> int:
+        """Records per batch (``batch_size_rows``)."""
+        return int(self.config["batch_size_rows"])
 
     def source_key(self, record: t.Mapping[str, t.Any]) -> str | None:
         """The record's key in the source (its stream's key properties).
@@ -284,177 +250,235 @@ class DeliverySink(BatchSink, abc.ABC):
             return None
         return ",".join(f"{k}={record.get(k)}" for k in self.key_properties)
 
-    def reject(
-        self, reject: Reject, record: t.Mapping[str, t.Any] | None = None
-    ) -> None:
-        """Count a reject and write it to the rejects file (or the dry-run plan)."""
-        self.stats.reject(reject.reason)
-        if self.run.plan is not None:
-            self.stats.plan("reject")
-            self.run.plan.write(
-                self.stream_name,
-                reject.key,
-                "reject",
-                reason=reject.reason,
-                message=reject.message,
-            )
-            return
-        if record is not None and self.run.rejects.include_record:
-            reject = dataclasses.replace(reject, record=record)
-        self.run.rejects.write(self.stream_name, reject)
+    def _with_record(self, reject: Reject, record: dict[str, t.Any]) -> Reject:
+        if not self.run.rejects.include_record:
+            return reject
+        return Reject(
+            reject.key,
+            reject.reason,
+            reject.message,
+            reject.http_status,
+            reject.fields,
+            reject.permanent,
+            record,
+        )
 
-    # --- batch path ---------------------------------------------------------
-
-    def process_batch(self, context: dict) -> None:
-        """Hand the batch to a worker; the reader goes on meanwhile."""
-        batch: dict[str, Item] = context.get("items", {})
-        self.raise_failure()
-        if not batch:
+    def submit_pending(self) -> None:
+        """Check the pending batch against the ledger; deliver what changed."""
+        if not self._pending:
             return
-        keys = frozenset(batch)
-        self._wait_for_keys(keys)
-        self._batch_slots.acquire()
-        future = self._workers.submit(self._run_batch, list(batch.values()))
-        with self._inflight_lock:
-            self._inflight[future] = keys
-        future.add_done_callback(self._batch_done)
+        items, claim = list(self._pending.values()), t.cast(int, self._pending_claim)
+        self._pending, self._pending_claim = {}, None
+        self.run.deliver_dependencies_of(self)
+        self._wait_for_keys(frozenset(item.key_hash for item in items))
+        self.observe(item.key for item in items)
+        changed = self._changed(items)
+        if not changed:
+            self.run.checkpoints.release(claim)
+            return
+        self._start(_Batch(changed, claim))
 
     def _wait_for_keys(self, keys: frozenset[str]) -> None:
         """A key still in flight must land before its newer version is sent."""
         with self._inflight_lock:
             pending = [
-                f for f, sent in self._inflight.items() if not keys.isdisjoint(sent)
+                f for f, b in self._inflight.items() if not keys.isdisjoint(b.keys)
             ]
         for future in pending:
-            future.exception()
+            self.run.wait(future)
+
+    def _changed(self, items: list[Item]) -> list[Item]:
+        """Settle unchanged and quarantined items; return those to send."""
+        config = self.config
+        if config["full_sync"] or not config["skip_unchanged"]:
+            return items
+        known = self.run.ledger.lookup(
+            self.scope_id,
+            [item.key_hash for item in items],
+            quarantine=config["retry_rejected"] == "changed",
+        )
+        changed: list[Item] = []
+        unchanged: list[Item] = []
+        quarantined: list[Item] = []
+        reasons: list[str] = []
+        for item in items:
+            state = known.get(item.key_hash)
+            if state is None:
+                changed.append(item)
+            elif state.fingerprint == item.fingerprint:
+                unchanged.append(item)
+            elif state.refused_fingerprint == item.fingerprint:
+                quarantined.append(item)
+                reasons.append(t.cast(str, state.refused_reason))
+            else:
+                changed.append(item)
+        if unchanged:
+            self.run.recorder.unchanged(self, unchanged)
+        if quarantined:
+            self.run.recorder.quarantined(self, quarantined, reasons)
+        return changed
+
+    def _start(self, batch: _Batch) -> None:
+        """Hand a batch to a delivery thread (waiting for a free slot)."""
+        self.run.take_slot()
+        future = self.run.batch_pool.submit(lambda: self._run_batch(batch))
+        with self._inflight_lock:
+            self._inflight[future] = batch
+        future.add_done_callback(self._batch_done)
 
     def _batch_done(self, future: Future[None]) -> None:
         with self._inflight_lock:
-            del self._inflight[future]
-        if (exc := future.exception()) is not None and self._failure is None:
-            self._failure = exc
-        self._batch_slots.release()
+            self._inflight.pop(future, None)
+        self.run.give_slot()
 
-    def raise_failure(self) -> None:
-        """Surface a worker's fatal error on the reading thread, after the report."""
-        if self._failure is not None:
-            self.target.finish(error=self._failure)
-            raise self._failure
+    # --- delivery threads ---------------------------------------------------
 
-    def wait_for_deliveries(self) -> None:
-        """Block until every batch in flight has finished (or failed)."""
-        for _ in range(self.batches_in_flight):
-            self._batch_slots.acquire()
-        for _ in range(self.batches_in_flight):
-            self._batch_slots.release()
-        self.raise_failure()
-        self.run.ledger.flush()
-
-    def _run_batch(self, items: list[Item]) -> None:
-        if self._failure is not None:
+    def _run_batch(self, batch: _Batch) -> None:
+        """Deliver (or plan) one batch and settle it; a failure stops the run."""
+        if self.run.stopping:
+            return  # abandoned: its claim stays, so no STATE passes it
+        self.stats.add(sent=len(batch.items))
+        try:
+            write = self.plan if self.run.recorder.dry_run else self.deliver
+            outcomes = list(write(batch.items))
+            self._check_outcomes(batch.items, outcomes)
+            deferred = self.run.recorder.settle(self, outcomes, final=batch.final)
+        except Abandoned:
             return
-        self.observe_batch(items)
-        to_send = self._changed(items)
-        if not to_send:
+        except BaseException as exc:  # noqa: BLE001 - surfaced on the reading thread
+            self.run.fail(exc)
             return
-        if self.run.plan is not None:
-            for outcome in self.plan(to_send):
-                if outcome.reject is not None:
-                    self.reject(outcome.reject)
-                    continue
-                action = outcome.action or "send"
-                self.stats.plan(action)
-                self.run.plan.write(self.stream_name, outcome.item.key, action)
-            return
-        self.stats.add(sent=len(to_send))
-        self.settle(self.deliver(to_send))
+        if deferred:
+            self._defer(deferred)
+        self.run.checkpoints.release(batch.claim)
 
-    def settle(self, outcomes: t.Iterable[Outcome]) -> None:
-        """Commit what the API acknowledged; reject the rest."""
-        delivered: list[Item] = []
-        for outcome in outcomes:
-            if outcome.reject is None:
-                delivered.append(outcome.item)
-            else:
-                self.reject(outcome.reject, outcome.item.record)
-        self.run.ledger.record_deliveries(
-            self.scope.scope_id, [(i.key_hash, i.fingerprint) for i in delivered]
-        )
-        self.stats.add(delivered=len(delivered))
+    def _check_outcomes(self, items: list[Item], outcomes: list[Outcome]) -> None:
+        """Exactly one outcome per item: anything else is a destination bug."""
+        given = [id(outcome.item) for outcome in outcomes]
+        if len(given) != len(items) or set(given) != {id(item) for item in items}:
+            msg = (
+                f"{type(self).__name__}.{'plan' if self.run.recorder.dry_run else 'deliver'} "
+                f"returned {len(given)} outcomes for {len(items)} items; a "
+                "destination must return exactly one outcome per item"
+            )
+            raise DeliveryContractError(msg)
 
-    def _changed(self, items: list[Item]) -> list[Item]:
-        """Drop items whose payload the ledger says was already delivered."""
-        if self.run.full_sync or not self.run.skip_unchanged:
-            return items
-        known = self.run.ledger.fingerprints(
-            self.scope.scope_id, [i.key_hash for i in items]
-        )
-        changed = [i for i in items if known.get(i.key_hash) != i.fingerprint]
-        unchanged = len(items) - len(changed)
-        if unchanged:
-            self.stats.add(unchanged=unchanged)
-            if self.run.plan is not None:
-                self.stats.plan("unchanged", unchanged)
-                for item in items:
-                    if known.get(item.key_hash) == item.fingerprint:
-                        self.run.plan.write(self.stream_name, item.key, "unchanged")
-        return changed
+    def _defer(self, items: list[Item]) -> None:
+        """Hold items for the next checkpoint, and the STATE after them."""
+        with self._inflight_lock:
+            if not self._deferred:
+                self._deferred_claim = self.run.checkpoints.claim(
+                    min(item.seq for item in items)
+                )
+            self._deferred.extend(items)
 
-    # --- snapshots --------------------------------------------------------
-
-    def activate_version(self, new_version: int) -> None:
-        """Note a full-table snapshot boundary.
-
-        Taps send ACTIVATE_VERSION before a full-table sync and again after
-        it. The closing one follows records of the stream, or repeats the
-        version it opened with (an empty table).
-        """
-        closing = self._records_since_activation > 0 or new_version in self._activations
-        self._activations.append(new_version)
-        self._records_since_activation = 0
-        if closing:
-            self.snapshot_closed = True
+    # --- checkpoints and the end of input -----------------------------------
 
     @property
-    def is_active(self) -> bool:
-        """False for a sink replaced after a schema change.
+    def has_deferred(self) -> bool:
+        """Whether records wait for a later checkpoint."""
+        with self._inflight_lock:
+            return bool(self._deferred)
 
-        The replacement shares the stream's snapshot, so only it finishes it.
+    def retry_deferred(self, *, final: bool) -> None:
+        """Try deferred items again, now that what they wait for may be there.
+
+        ``final`` (the end of input): what is still not possible is rejected.
         """
-        return (
-            self.target.sink_exists(self.stream_name)
-            and self.target.get_sink(self.stream_name) is self
-        )
+        with self._inflight_lock:
+            items, claim = self._deferred, self._deferred_claim
+            self._deferred, self._deferred_claim = [], None
+        if not items:
+            return
+        self.run.deliver_dependencies_of(self)
+        self._start(_Batch(items, t.cast(int, claim), final=final))
 
-    @property
-    def snapshot_complete(self) -> bool:
-        """The whole snapshot was read: never after SIGTERM/SIGINT or an error.
+    def wait_idle(self) -> None:
+        """Block until no batch of this sink is in flight (interruptibly)."""
+        while True:
+            with self._inflight_lock:
+                futures = list(self._inflight)
+            if not futures:
+                return
+            for future in futures:
+                self.run.wait(future)
 
-        With ACTIVATE_VERSION messages the closing one is required; a tap
-        that sends none completes its snapshot with a clean end of input.
+    def inflight_futures(self) -> list[Future[None]]:
+        """The batches being delivered right now."""
+        with self._inflight_lock:
+            return list(self._inflight)
+
+    # --- mirror -------------------------------------------------------------
+
+    def observe(self, keys: t.Iterable[str]) -> None:
+        """Every usable key read counts as seen by a mirror, whatever its fate."""
+        if self.mirror:
+            self.snapshot.seen.add(keys)
+
+    def finish_mirror(self) -> None:
+        """Remove the remembered members a complete snapshot did not hold.
+
+        Never from a snapshot not known complete, and never more than
+        ``max_removal_ratio`` of the remembered members: then nothing is
+        removed and the run fails, saying why.
         """
-        if not self.target.input_complete:
-            return False
-        return self.snapshot_closed or not self.activation_opened
+        if not self.snapshot.complete(self.run.input_complete):
+            cause, fix = self.snapshot.why_incomplete(self.stream_name)
+            self.logger.warning(
+                "Mirror of %s: %s, so the snapshot cannot be known complete and "
+                "no member was removed. %s",
+                self.mirror_name,
+                cause,
+                fix,
+            )
+            return
+        members = t.cast("Membership", self.membership).members.scope_id
+        ledger, seen = self.run.ledger, self.snapshot.seen
+        remembered = ledger.member_count(members)
+        count = sum(len(page) for page in removals(ledger.iter_members(members), seen))
+        ratio = float(self.settings["max_removal_ratio"])
+        if remembered and count > ratio * remembered:
+            self.run.refuse(
+                f"mirror of {self.mirror_name} (stream {self.stream_name}) would "
+                f"remove {count} of the {remembered} members it remembers "
+                f"({count / remembered:.0%}), more than max_removal_ratio="
+                f"{ratio:g}; nothing was removed. An empty or partial snapshot is "
+                "the usual cause; if the audience really shrank, raise "
+                "max_removal_ratio for one run."
+            )
+            return
+        for page in removals(ledger.iter_members(members), seen):
+            if self.run.stopping:
+                return
+            self._remove_page(page)
 
-    @property
-    def activation_opened(self) -> bool:
-        """The tap announced a full-table version for this stream."""
-        return bool(self._activations)
+    def _remove_page(self, member_ids: list[str]) -> None:
+        seq = self.run.checkpoints.records_read
+        items = [Item(m, None, b"", "", key_hash(m), seq) for m in member_ids]
+        write = self.plan_remove if self.run.recorder.dry_run else self.remove
+        outcomes = list(write(items))
+        self._check_outcomes(items, outcomes)
+        self.run.recorder.settle(self, outcomes, final=True)
 
+    def plan_remove(self, items: list[Item]) -> t.Iterable[Outcome]:
+        """Dry run of ``remove``: every member would be removed."""
+        return [Outcome.done(item, Action.REMOVED) for item in items]
+
+    # --- singer-sdk hooks -----------------------------------------------------
+
+    @override
+    def process_batch(self, context: dict[str, t.Any]) -> None:
+        """Unused: batches are formed and delivered by ``accept``."""
+
+    @override
     def setup(self) -> None:
         """Register the scope so the ledger says what its ids stand for."""
         self.run.ledger.register(self.scope)
+        if (membership := self.membership) is not None:
+            for scope in (membership.members, membership.removals):
+                self.run.ledger.register(scope)
 
-    def clean_up(self) -> None:
-        """Finish in-flight work before the SDK reports the stream done."""
-        try:
-            self.wait_for_deliveries()
-            if self.target.input_complete and self.is_active:
-                self.finish_snapshot()
-        finally:
-            self._workers.shutdown(wait=True)
-            if self._request_pool is not None:
-                self._request_pool.shutdown(wait=True)
-            self.stats.finished = time.monotonic()
-            super().clean_up()
+    @override
+    def activate_version(self, new_version: int) -> None:
+        """The stream's snapshot boundaries (see ``Snapshot``)."""
+        self.snapshot.activate_version(new_version)

@@ -1,52 +1,72 @@
-"""The target side of the delivery pipeline: checkpoints, lock and report.
+"""The target side of the delivery pipeline: one run, from config to report.
 
-singer-sdk writes STATE only from ``drain_all`` and knows nothing of batches
-still being delivered on worker threads. This base class drains on STATE
-(throttled), waits for every delivery before a STATE goes out, holds the
-ledger lock for the run and ends it with the report.
+``DeliveryTarget`` keeps singer-sdk's message handling where it fits (SCHEMA
+messages, stream maps, flattening, ``--about``) and takes over where a
+reverse-ETL run needs more: settings read and checked before anything else,
+a run lifecycle with one ``finally`` (lock, preflight, report, lock release),
+STATE written only behind delivered records, unreadable lines rejected,
+and SIGTERM answered in bounded time without draining inside the handler.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import copy
+import json
 import logging
+import signal
 import sys
+import threading
 import time
 import typing as t
+import uuid
+from pathlib import Path
 
 from singer_sdk import Target
-from singer_sdk.configuration._dict_config import merge_missing_config_jsonschema
-from singer_sdk.contrib.msgspec import MsgSpecReader
-from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.exceptions import ConfigValidationError, RecordsWithoutSchemaException
 from singer_sdk.helpers.capabilities import (
-    ACTIVATE_VERSION_CONFIG,
-    TARGET_BATCH_SIZE_ROWS_CONFIG,
-    TARGET_VALIDATE_RECORDS_CONFIG,
     CapabilitiesEnum,
     PluginCapabilities,
     TargetCapabilities,
 )
+from singer_sdk.mapper import SameRecordTransform
+from typing_extensions import override
 
+from singer_delivery import settings
+from singer_delivery.budget import CallBudget
+from singer_delivery.checkpoints import Checkpoints
+from singer_delivery.errors import Interrupted, OperationalError
+from singer_delivery.ledger import Ledger, default_ledger_url
+from singer_delivery.outcomes import Reason, Reject
+from singer_delivery.outputs import PlanFile, RejectsFile
+from singer_delivery.reader import DeliveryReader
+from singer_delivery.recorder import CommitRecorder, PlanRecorder, Recorder
 from singer_delivery.report import ProgressLogger
-from singer_delivery.run import DeliveryRun, RunFailed
-from singer_delivery.settings import check_delivery_settings
-from singer_delivery.sink import MAX_BATCH_ROWS, DeliverySink
+from singer_delivery.run import INPUT_STREAM, DeliveryRun, Outputs, RunFailed
+from singer_delivery.sink import DeliverySink
+from singer_delivery.workers import WorkerPool
 
 if t.TYPE_CHECKING:
+    from types import FrameType
+
     from singer_sdk.sinks import Sink
+
+    from singer_delivery.http import Transport
 
 logger = logging.getLogger(__name__)
 
-
-def _priority(sink: Sink) -> int:
-    return sink.drain_priority if isinstance(sink, DeliverySink) else 0
+R = t.TypeVar("R")
 
 
-class DeliveryTarget(Target, abc.ABC):
-    """A Singer target that delivers records to an API, at least once."""
+class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
+    """A Singer target that delivers records to an API, at least once.
 
-    message_reader_class = MsgSpecReader
+    ``R`` is what the destination's ``preflight`` returns (discovery results,
+    shared locks...), handed to every sink as ``run.resources``.
+    """
+
+    message_reader_class = DeliveryReader
 
     capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
         PluginCapabilities.ABOUT,
@@ -56,166 +76,589 @@ class DeliveryTarget(Target, abc.ABC):
         TargetCapabilities.VALIDATE_RECORDS,
     ]
 
-    #: Seconds between STATE-triggered drains; the first STATE drains at once.
-    state_drain_interval: t.ClassVar[float] = 10.0
-
+    #: Seconds between checkpoints (partial batches sent, a STATE written).
+    state_interval: t.ClassVar[float] = 10.0
     #: Seconds between progress lines.
     progress_interval: t.ClassVar[float] = 15.0
+    #: Seconds a stopping run waits for batches in flight before abandoning them.
+    shutdown_grace: t.ClassVar[float] = 30.0
 
-    def __init__(self, **kwargs: t.Any) -> None:
-        super().__init__(**kwargs)
-        self.input_complete = False
-        self._finished = False
-        self._last_state_drain = 0.0
-        self.run = DeliveryRun.from_config(self.name, self.config)
-        self._exit_stack = contextlib.ExitStack()
-        self._exit_stack.enter_context(
-            self.run.ledger.run_lock(
-                self.lock_name, float(self.config.get("ledger_lock_timeout", 60))
-            )
+    def __init__(
+        self,
+        *,
+        config: dict[str, t.Any] | None = None,
+        parse_env_config: bool = False,
+        validate_config: bool = True,
+        setup_mapper: bool = True,
+        message_reader: DeliveryReader | None = None,
+    ) -> None:
+        config = self.read_config(config or {}, parse_env=parse_env_config)
+        self._run: DeliveryRun[R] | None = None
+        self._resources = contextlib.ExitStack()
+        self._signal: int | None = None
+        self._interruptible = False
+        self._last_checkpoint = -float("inf")
+        self._exit_code: int | None = None
+        self._progress: ProgressLogger | None = None
+        self._stdout_lock = threading.Lock()
+        self._fast_streams: dict[str, bool] = {}
+        super().__init__(
+            config=config,
+            parse_env_config=False,
+            validate_config=validate_config,
+            setup_mapper=setup_mapper,
+            message_reader=message_reader,
         )
-        self.preflight()
-        self._progress = ProgressLogger(
-            lambda: self.run.streams.values(), self.progress_interval
-        )
-        self._progress.start()
+        reader = t.cast(DeliveryReader, self.message_reader)
+        reader.on_unreadable = self._unreadable_line
+        reader.waiting = self._waiting
 
     # --- hooks for destinations -------------------------------------------
 
     @property
     @abc.abstractmethod
-    def lock_name(self) -> str:
-        """Names the destination instance: one run at a time writes to it."""
+    def api_url(self) -> str:
+        """The base URL of the destination's API (it names the instance)."""
+
+    @abc.abstractmethod
+    def create_transport(self, *, budget: CallBudget | None) -> Transport:
+        """The connection pool, limits and credentials every sink shares."""
+
+    @abc.abstractmethod
+    def preflight(self, transport: Transport) -> R:
+        """Read-only checks before any input; returns what sinks need.
+
+        Raise ``ConfigValidationError`` with every problem found.
+        """
 
     def check_settings(self) -> list[str]:
-        """Problems with the config beyond its JSON schema (override and extend)."""
-        errors = check_delivery_settings(self.config)
-        batch_size = self.config.get("batch_size_rows")
-        if batch_size is not None and not 1 <= batch_size <= MAX_BATCH_ROWS:
-            errors.append(
-                f"batch_size_rows must be between 1 and {MAX_BATCH_ROWS} "
-                f"(got {batch_size}); the API takes at most {MAX_BATCH_ROWS} "
-                "entries per request"
-            )
-        return errors
+        """Problems beyond the JSON schema (override and extend)."""
+        return settings.check_ledger_url(self.config)
 
-    def preflight(self) -> None:
-        """Read-only checks against the API before any input is read."""
+    @property
+    def uses_call_budget(self) -> bool:
+        """Whether the destination counts calls against a daily budget."""
+        return "daily_call_budget" in self.config_jsonschema.get("properties", {})
 
-    # --- config -------------------------------------------------------------
+    @property
+    def request_concurrency(self) -> int:
+        """Threads for per-record requests (APIs without a bulk call)."""
+        return 10
+
+    def delivery_threads(self, transport: Transport) -> int:
+        """Batches delivered at once: as many as connections can serve, plus
+        two, so the reader never waits on a batch that only waits on a task."""
+        return transport.max_concurrency + 2
+
+    # --- config -----------------------------------------------------------------
 
     @classmethod
-    def append_builtin_config(cls, config_jsonschema: dict) -> None:
-        """Only the SDK built-ins that mean something for an API target.
+    def read_config(
+        cls, config: t.Mapping[str, t.Any], *, parse_env: bool
+    ) -> dict[str, t.Any]:
+        """The config as the run uses it: environment, types, then defaults.
+
+        Values from the environment (``--config ENV``, Meltano) arrive as
+        text; they are converted by each setting's declared type here,
+        before validation, so ``TARGET_AGILLIC_REQUEST_TIMEOUT=45`` is 45.
+        """
+        schema = cls.config_jsonschema
+        merged = dict(config)
+        if parse_env:
+            prefix = settings.env_prefix(cls.name)
+            merged.update(settings.from_environment(schema, prefix))
+        return settings.with_defaults(settings.coerce(merged, schema), schema)
+
+    @classmethod
+    @override
+    def append_builtin_config(cls, config_jsonschema: dict[str, t.Any]) -> None:
+        """singer-sdk's built-in settings that mean something for an API target.
 
         ``load_method`` and ``add_record_metadata`` are left out: ``sync_mode``
         decides how records are written, and metadata columns have no place
         in a destination's payload.
         """
-        merge_missing_config_jsonschema(
-            TARGET_BATCH_SIZE_ROWS_CONFIG, config_jsonschema
-        )
-        if TargetCapabilities.VALIDATE_RECORDS in cls.capabilities:
-            merge_missing_config_jsonschema(
-                TARGET_VALIDATE_RECORDS_CONFIG, config_jsonschema
-            )
-        if PluginCapabilities.ACTIVATE_VERSION in cls.capabilities:
-            merge_missing_config_jsonschema(ACTIVATE_VERSION_CONFIG, config_jsonschema)
-        super(Target, cls).append_builtin_config(config_jsonschema)
+        super().append_builtin_config(config_jsonschema)
+        for unused in ("load_method", "add_record_metadata"):
+            config_jsonschema["properties"].pop(unused, None)
 
+    @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        """Add the cross-setting checks to the SDK's JSON-schema validation."""
-        errors = super()._validate_config(raise_errors=raise_errors)
-        errors += self.check_settings()
+        """Every problem at once, each naming the setting, its variable and the fix."""
+        schema = self.config_jsonschema
+        self.append_builtin_config(schema)
+        prefix = settings.env_prefix(self.name)
+        errors = settings.schema_problems(self.config, schema, prefix)
+        try:
+            checked = self.check_settings()
+        except (TypeError, AttributeError, KeyError, ValueError):
+            checked = []  # a value of the wrong type, already named above
+        # a destination's own message about a setting replaces the generic one
+        named = {message.split(" ", 1)[0].rstrip(":") for message in checked}
+        errors = [e for e in errors if e.split(" ", 1)[0] not in named] + checked
+        for warning in settings.unknown_settings(self.config, schema):
+            self.logger.warning("%s", warning)
         if errors and raise_errors:
             raise ConfigValidationError(
-                "Config validation failed", errors=errors, schema=self.config_jsonschema
+                "Config validation failed", errors=errors, schema=schema
             )
         return errors
 
-    # --- checkpoints --------------------------------------------------------
+    # --- the run ------------------------------------------------------------------
 
-    def _process_state_message(self, message_dict: dict) -> None:
-        """Drain on STATE so checkpoints follow delivery, not the 5-minute timer."""
-        super()._process_state_message(message_dict)
-        if time.monotonic() - self._last_state_drain >= self.state_drain_interval:
-            self.drain_all()
-            self._last_state_drain = time.monotonic()
+    @property
+    def instance(self) -> str:
+        """The destination instance (lower-case host, default port dropped)."""
+        return settings.instance_of(self.api_url)
 
-    def _write_state_message(self, state: dict) -> None:
-        """Only once every record read so far was delivered or rejected.
+    @property
+    def lock_name(self) -> str:
+        """One run at a time per destination instance and ledger."""
+        return f"{self.name} {self.instance}"
 
-        A sink still holding records (rows waiting for their recipient) holds
-        the checkpoint back; a later drain writes the newest STATE instead.
+    @property
+    def delivery_run(self) -> DeliveryRun[R]:
+        """The run, started on first use (lock, preflight)."""
+        return self._run or self.start()
+
+    def start(self) -> DeliveryRun[R]:
+        """Open the ledger, take the lock, check the API: before any input."""
+        if self._run is not None:
+            return self._run
+        config = self.config
+        dry_run = bool(config["dry_run"])
+        ledger = Ledger.open(config.get("ledger_url") or default_ledger_url())
+        self._resources.callback(ledger.close)
+        self._resources.enter_context(
+            ledger.run_lock(
+                self.lock_name,
+                float(config["ledger_lock_timeout"]),
+                wait=self._sleep_interruptibly,
+            )
+        )
+        budget = (
+            CallBudget(ledger, self.instance, config.get("daily_call_budget"))
+            if self.uses_call_budget and not dry_run
+            else None
+        )
+        transport = self.create_transport(budget=budget)
+        resources = self.preflight(transport)
+        run_id = uuid.uuid4().hex[:12]
+        outputs = self._outputs(run_id, dry_run)
+        recorder: Recorder = (
+            PlanRecorder(outputs.rejects, t.cast(PlanFile, outputs.plan))
+            if dry_run
+            else CommitRecorder(
+                outputs.rejects,
+                ledger,
+                store_reject_keys=bool(config["store_reject_keys"]),
+            )
+        )
+        threads = self.delivery_threads(transport)
+        self._run = DeliveryRun(
+            target_name=self.name,
+            instance=self.instance,
+            run_id=run_id,
+            config=config,
+            report_settings=self._report_settings(),
+            ledger=ledger,
+            recorder=recorder,
+            outputs=outputs,
+            checkpoints=Checkpoints(
+                self._write_state, ledger.flush, self.state_interval
+            ),
+            transport=transport,
+            budget=budget,
+            resources=resources,
+            batch_pool=WorkerPool(threads, "deliver"),
+            request_pool=WorkerPool(self.request_concurrency, "request"),
+            batch_slots=2 * threads,
+            waiting=self._waiting,
+        )
+        if not dry_run:
+            ledger.start_run(self._run.start_row())
+        self._progress = ProgressLogger(
+            lambda: list(self._run.streams.values()) if self._run else [],
+            self.progress_interval,
+        )
+        self._progress.start()
+        return self._run
+
+    def _outputs(self, run_id: str, dry_run: bool) -> Outputs:
+        config = self.config
+        folder = default_output_dir()
+        report_path = Path(config["report_path"]) if config.get("report_path") else None
+        rejects_path = Path(
+            config.get("rejects_path") or folder / f"{self.name}-rejects.jsonl"
+        )
+        plan_path = (
+            report_path.with_name(f"{report_path.stem}.plan.jsonl")
+            if report_path
+            else folder / f"{self.name}-plan.jsonl"
+        )
+        return Outputs(
+            rejects=RejectsFile(
+                rejects_path,
+                run_id,
+                include_record=bool(config["rejects_include_record"]),
+            ),
+            plan=PlanFile(plan_path, run_id) if dry_run else None,
+            report_path=report_path,
+        )
+
+    def _report_settings(self) -> dict[str, t.Any]:
+        """The tuning settings in effect, for the report: numbers, switches and
+        choices; never a secret, a URL, a name or a path."""
+        properties = self.config_jsonschema.get("properties", {})
+        return {
+            name: value
+            for name, value in sorted(self.config.items())
+            if not properties.get(name, {}).get("secret")
+            and (
+                isinstance(value, bool | int | float)
+                or (isinstance(value, str) and "enum" in properties.get(name, {}))
+            )
+        }
+
+    # --- the command line -------------------------------------------------------
+
+    @classmethod
+    @override
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: t.Any = None,
+        file_input: t.IO[str] | None = None,
+    ) -> None:
+        """Run the target as the CLI does: one exit code for every ending."""
+        if about:
+            cls.print_about(about_format)
+            sys.exit(0)
+        cls.print_version(print_fn=cls.logger.info)
+        target = cls(
+            config=getattr(config, "config", None) or {},
+            validate_config=True,
+            parse_env_config=bool(getattr(config, "parse_env", False)),
+        )
+        sys.exit(target.run_to_end(file_input))
+
+    def run_to_end(self, file_input: t.IO[str] | None = None) -> int:
+        """Read all input and end the run, whatever happens; the exit code.
+
+        The only place a run ends: the report is written, the lock released
+        after the last ledger write, and the temporary files removed, on a
+        clean end, an error or a signal alike.
         """
-        self.wait_for_deliveries()
-        if any(sink.holds_back_state for sink in self._delivery_sinks()):
-            self.logger.debug("STATE held back until pending records settle")
+        error: BaseException | None = None
+        interrupted = False
+        try:
+            with self._waiting():
+                self.start()
+            self.listen(file_input)
+        except Interrupted:
+            interrupted = True
+        except ConfigValidationError:
+            self.finish(error=None, interrupted=False)
+            raise
+        except BaseException as exc:  # noqa: BLE001 - reported, then an exit code
+            error = exc
+        return self.finish(error=error, interrupted=interrupted)
+
+    # --- messages -----------------------------------------------------------------
+
+    @override
+    def _process_record_message(self, message_dict: dict[str, t.Any]) -> None:
+        """Hand the record to its sink(s); stream maps only when configured."""
+        run = self.delivery_run
+        stream, record = message_dict.get("stream"), message_dict.get("record")
+        if not isinstance(stream, str) or not isinstance(record, dict):
+            self._unreadable_line(
+                self.reader.line_number, "a RECORD without a stream or a record object"
+            )
             return
-        super()._write_state_message(state)
+        seq = run.checkpoints.next_seq()
+        if self._fast_path(stream):
+            t.cast(DeliverySink, self.get_sink(stream)).accept(record, seq)
+            return
+        for stream_map in self.mapper.stream_maps[stream]:
+            transformed = stream_map.transform(copy.copy(record))
+            if transformed is None:
+                continue
+            sink = self.get_sink(stream_map.stream_alias, record=transformed)
+            t.cast(DeliverySink, sink).accept(transformed, seq)
 
-    def _delivery_sinks(self) -> list[DeliverySink]:
-        sinks = [*self._sinks_active.values(), *self._sinks_to_clear]
-        return [s for s in sinks if isinstance(s, DeliverySink)]
+    def _fast_path(self, stream: str) -> bool:
+        """No stream map and no flattening: the record goes to its sink as is."""
+        if stream not in self.mapper.stream_maps:
+            msg = (
+                f"a RECORD of stream {stream!r} came before its SCHEMA (input line "
+                f"{self.reader.line_number}); the tap does not follow the Singer "
+                "spec, so the rest of the input cannot be trusted"
+            )
+            raise RecordsWithoutSchemaException(msg)
+        fast = self._fast_streams.get(stream)
+        if fast is None:
+            maps = self.mapper.stream_maps[stream]
+            fast = (
+                len(maps) == 1
+                and type(maps[0]) is SameRecordTransform
+                and not maps[0].flattening_enabled
+                and maps[0].stream_alias == stream
+            )
+            self._fast_streams[stream] = fast
+        return fast
 
-    def wait_for_deliveries(self) -> None:
-        """Block until no batch is in flight; re-raise a worker's fatal error."""
-        for sink in self._delivery_sinks():
-            sink.wait_for_deliveries()
+    @override
+    def _process_schema_message(self, message_dict: dict[str, t.Any]) -> None:
+        """singer-sdk registers the stream maps and makes the sink."""
+        self._fast_streams.pop(str(message_dict.get("stream")), None)
+        super()._process_schema_message(message_dict)
 
-    # --- end of run ---------------------------------------------------------
+    @override
+    def _process_state_message(self, message_dict: dict[str, t.Any]) -> None:
+        """A STATE goes out once every record before it settled (a checkpoint)."""
+        run = self.delivery_run
+        if "value" not in message_dict:
+            self._unreadable_line(self.reader.line_number, "a STATE without a value")
+            return
+        run.note_state()
+        run.checkpoints.state_arrived(message_dict["value"])
+        if time.monotonic() - self._last_checkpoint >= self.state_interval:
+            self._last_checkpoint = time.monotonic()
+            run.submit_all()
+            run.retry_deferred(final=False)
+            run.raise_failure()
 
-    def process_endofpipe(self) -> None:
-        """A clean end of input: snapshots may complete; drain, report, judge.
-
-        A SIGTERM or SIGINT drains through the SDK's handler instead, which
-        never sets ``input_complete``, so no mirror removal happens then.
-        """
-        self.input_complete = True
-        super().process_endofpipe()
-        self.finish()
-
-    def _process_activate_version_message(self, message_dict: dict) -> None:
-        """Tell each sink of the stream; only they know what a version means."""
+    @override
+    def _process_activate_version_message(self, message_dict: dict[str, t.Any]) -> None:
+        """Snapshot boundaries, for mirrors (unless turned off)."""
+        run = self.delivery_run
         if not self.config.get("process_activate_version_messages", True):
             return
-        for stream_map in self.mapper.stream_maps[message_dict["stream"]]:
-            sink = self.get_sink(stream_map.stream_alias)
-            sink.activate_version(message_dict["version"])
+        for stream_map in self.mapper.stream_maps.get(message_dict.get("stream"), []):
+            run.snapshot_for(stream_map.stream_alias).activate_version(
+                int(message_dict["version"])
+            )
 
-    # --- ordering between sinks ---------------------------------------------
+    @override
+    def get_sink(
+        self,
+        stream_name: str,
+        *,
+        record: dict[str, t.Any] | None = None,
+        schema: dict[str, t.Any] | None = None,
+        key_properties: t.Sequence[str] | None = None,
+    ) -> Sink:
+        """A schema change replaces a sink: what the old one holds goes first."""
+        old = (
+            super().get_sink(stream_name)
+            if schema is not None and self.sink_exists(stream_name)
+            else None
+        )
+        sink = super().get_sink(
+            stream_name, record=record, schema=schema, key_properties=key_properties
+        )
+        if isinstance(old, DeliverySink) and old is not sink:
+            old.submit_pending()
+            old.wait_idle()
+        return sink
 
-    def _drain_all(self, sink_list: t.Iterable[Sink], parallelism: int) -> None:
-        """Drain sinks others depend on first (recipients before their rows)."""
-        sinks = list(sink_list)
-        for priority in sorted({_priority(s) for s in sinks}):
-            group = [s for s in sinks if _priority(s) == priority]
-            super()._drain_all(group, parallelism)
-            for sink in group:
-                if isinstance(sink, DeliverySink):
-                    sink.wait_for_deliveries()
+    def _unreadable_line(self, line_number: int, reason: str) -> None:
+        """A line that is not a Singer message: rejected by number, never shown."""
+        run = self.delivery_run
+        message = f"input line {line_number} is not a Singer message: {reason}"
+        reject = Reject(None, Reason.UNREADABLE_LINE, message)
+        stats = run.stats_for(INPUT_STREAM)
+        stats.received += 1
+        run.recorder.unreadable(stats, reject, line_number)
 
-    def flush_before(self, sink: DeliverySink) -> None:
-        """Deliver everything pending in sinks that ``sink`` depends on."""
-        for other in self._delivery_sinks():
-            if other.drain_priority < sink.drain_priority:
-                self.drain_one(other)
-                other.wait_for_deliveries()
+    @property
+    def reader(self) -> DeliveryReader:
+        """The message reader (it knows the current line number)."""
+        return t.cast(DeliveryReader, self.message_reader)
 
-    def finish(self, error: BaseException | None = None) -> None:
-        """Print the report (once); exit non-zero when the run must fail.
+    # --- the end of input and of the run ----------------------------------------
 
-        With ``error`` (delivery stopped for good) the report still goes out
-        and the caller re-raises the error.
+    @override
+    def process_endofpipe(self) -> None:
+        """A clean end of input: deliver the rest, complete snapshots, report."""
+        run = self.delivery_run
+        run.input_complete = True
+        run.drain()
+        run.retry_deferred(final=True)
+        run.raise_failure()
+        for sink in self._active_mirrors():
+            sink.finish_mirror()
+            sink.wait_idle()
+        run.raise_failure()
+        if code := self.finish(error=None, interrupted=False):
+            raise RunFailed(f"{self.name} run {run.run_id} ended with exit code {code}")
+
+    def _active_mirrors(self) -> list[DeliverySink]:
+        """The current sink of each mirrored stream (not those a schema replaced)."""
+        run = self.delivery_run
+        latest: dict[str, DeliverySink] = {}
+        for sink in run.sinks:
+            latest[sink.stream_name] = sink
+        return [sink for sink in latest.values() if sink.mirror]
+
+    def finish(self, *, error: BaseException | None, interrupted: bool) -> int:
+        """End the run once: settle or abandon deliveries, report, unlock.
+
+        Returns the exit code: 0, 1 for a failed run, 128 + the signal for
+        an interrupted one.
         """
-        if self._finished:
-            return
-        self._finished = True
-        self._progress.stop()
-        self._exit_stack.close()
+        if self._exit_code is not None:
+            return self._exit_code
+        run = self._run
+        problems: list[str] = []
         try:
-            self.run.finish(error)
-        except RunFailed as exc:
-            for line in str(exc).splitlines():
+            if run is not None:
+                if self._progress is not None:
+                    self._progress.stop()
+                error = error or run.failure
+                if error is not None or interrupted:
+                    self._stop_deliveries(run)
+                error = self._final_checkpoint(run, error)
+                run.publish(error=error, interrupted=interrupted)
+                if error is None and not interrupted:
+                    problems = run.verdict()
+                self._record_run(run, error, interrupted, problems)
+        finally:
+            if run is not None:
+                run.close_snapshots()
+                run.batch_pool.shutdown()
+                run.request_pool.shutdown()
+            self._resources.close()
+        self._exit_code = self._exit_code_for(error, interrupted, problems)
+        return self._exit_code
+
+    def _stop_deliveries(self, run: DeliveryRun[R]) -> None:
+        """Let batches in flight settle for a while, then abandon the rest."""
+        run.closing.set()
+        futures = [f for sink in run.sinks for f in sink.inflight_futures()]
+        grace = self.shutdown_grace
+        _wait_all(futures, grace)
+        run.transport.stop.set()
+        _wait_all(futures, run.transport.timeout + 2)
+
+    def _final_checkpoint(
+        self, run: DeliveryRun[R], error: BaseException | None
+    ) -> BaseException | None:
+        """Write the newest STATE whose records settled (never one past them)."""
+        try:
+            run.checkpoints.write_ready(force=True)
+        except OperationalError as exc:
+            return error or exc
+        return error
+
+    def _record_run(
+        self,
+        run: DeliveryRun[R],
+        error: BaseException | None,
+        interrupted: bool,
+        problems: list[str],
+    ) -> None:
+        if run.recorder.dry_run:
+            return
+        status = (
+            "interrupted"
+            if interrupted
+            else "failed"
+            if error is not None or problems
+            else "succeeded"
+        )
+        message = str(error) if error is not None else "\n".join(problems) or None
+        with contextlib.suppress(OperationalError):
+            run.ledger.finish_run(
+                run.run_id,
+                status=status,
+                scopes=run.scope_descriptions(),
+                counts={n: s.outcome_counts() for n, s in run.streams.items()},
+                error=message,
+            )
+        if run.budget is not None:
+            with contextlib.suppress(OperationalError):
+                run.budget.close()
+
+    def _exit_code_for(
+        self, error: BaseException | None, interrupted: bool, problems: list[str]
+    ) -> int:
+        if interrupted:
+            signum = self._signal or signal.SIGTERM
+            self.logger.error(
+                "Stopped by %s: delivered work is committed and its STATE "
+                "written; nothing was removed. Run again to go on.",
+                signal.Signals(signum).name,
+            )
+            return 128 + signum
+        if error is not None:
+            self._log_error(error)
+            return 1
+        for problem in problems:
+            for line in problem.splitlines():
                 self.logger.error("%s", line)
-            sys.exit(1)
+        return 1 if problems else 0
+
+    def _log_error(self, error: BaseException) -> None:
+        """One line for what a person can fix; the traceback only at DEBUG."""
+        if isinstance(error, OperationalError | RecordsWithoutSchemaException):
+            self.logger.error("%s", error)
+            self.logger.debug("details", exc_info=error)
+        else:
+            self.logger.error("%s", error, exc_info=error)
+
+    # --- STATE and signals --------------------------------------------------------
+
+    def _write_state(self, state: dict[str, t.Any]) -> None:
+        with self._stdout_lock:
+            sys.stdout.write(json.dumps(state) + "\n")
+            sys.stdout.flush()
+
+    @override
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """Stop reading; never drain here (the interrupted frame may hold what a
+        drain needs). Deliveries in flight get ``shutdown_grace`` to settle."""
+        if self._signal is None:
+            self._signal = signum
+            self.logger.info(
+                "Received %s: stopping; batches in flight get up to %.0f s to "
+                "settle, nothing more is read and nothing is removed",
+                signal.Signals(signum).name,
+                self.shutdown_grace,
+            )
+        if self._interruptible:
+            self._interruptible = False
+            raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def _waiting(self) -> t.Iterator[None]:
+        """A wait the reading thread may leave for a signal (input, a batch)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        if self._signal is not None:
+            raise Interrupted(self._signal)
+        self._interruptible = True
+        try:
+            yield
+        finally:
+            self._interruptible = False
+
+    def _sleep_interruptibly(self, seconds: float) -> None:
+        with self._waiting():
+            time.sleep(seconds)
+
+
+def default_output_dir() -> Path:
+    """Where files go when no path is configured: next to the default ledger."""
+    return Path(default_ledger_url().removeprefix("sqlite:///")).parent
+
+
+def _wait_all(futures: t.Sequence[t.Any], timeout: float) -> None:
+    from concurrent.futures import wait
+
+    if futures:
+        wait(futures, timeout=timeout)

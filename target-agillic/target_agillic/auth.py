@@ -83,3 +83,21 @@ class ClientCredentials:
 def _basic(key: str, secret: str) -> str:
     """HTTP Basic credentials, the style every OAuth2 server must accept."""
     return "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode()
+
+
+class BasicCredentials:
+    """HTTP Basic with the developer key and secret on every call (no token)."""
+
+    def __init__(self, key: str, secret: str) -> None:
+        self._header = _basic(key, secret)
+
+    def __repr__(self) -> str:
+        return "BasicCredentials(<redacted>)"
+
+    def apply(self, headers: dict[str, str]) -> object:
+        """Add the Basic header; there is nothing to renew."""
+        headers["Authorization"] = self._header
+        return None
+
+    def refresh(self, failed: object) -> None:
+        """Nothing to renew: a second 401 stops the run."""

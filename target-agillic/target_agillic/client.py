@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
 
 import requests
 
-from singer_delivery.http import ApiError, CallObserver, FatalApiError, Transport
+from singer_delivery.errors import Abandoned
+from singer_delivery.http import CallObserver, FatalApiError, Transport
 from singer_delivery.serialization import dumps
 from target_agillic import contract
 
+logger = logging.getLogger(__name__)
+
 #: Task polling: first look soon (small batches finish fast), then back off.
-POLL_FIRST = 0.25
+POLL_FIRST = 0.05
 POLL_FACTOR = 2.0
 POLL_CAP = 10.0
+
+_announced: set[str] = set()
+_announced_lock = threading.Lock()
+
+
+def announce_once(message: str, *args: object) -> None:
+    """Log a WARNING the first time its text comes up in this process."""
+    text = message % args
+    with _announced_lock:
+        if text in _announced:
+            return
+        _announced.add(text)
+    logger.warning("%s", text)
 
 
 @dataclass
@@ -27,10 +45,15 @@ class AgillicClient:
     task_timeout: float = 600.0
 
     def _call(
-        self, method: str, path: str, route: str, body: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        route: str,
+        body: bytes | None = None,
+        params: dict[str, str] | None = None,
     ) -> requests.Response:
         return self.transport.request(
-            method, path, route=route, body=body, observer=self.observer
+            method, path, route=route, body=body, params=params, observer=self.observer
         )
 
     def create_recipient(self, person_data: dict) -> requests.Response:
@@ -46,10 +69,31 @@ class AgillicClient:
         )
 
     def get_recipient(self, recipient_id: str) -> requests.Response:
-        """``GET /recipients/{id}``: 200 or 404; the only existence check."""
+        """``GET /recipients/{id}``: 200 or 404."""
         return self._call(
             "GET", contract.recipient_path(recipient_id), "GET /recipients/{id}"
         )
+
+    def list_recipients(
+        self, id_field: str, recipient_ids: list[str]
+    ) -> list[dict] | None:
+        """Person Data of the given recipients in one filtered list call.
+
+        None when the instance refuses the filtered list (then the caller
+        falls back to one read per recipient).
+        """
+        params = {
+            "filter": contract.list_filter(id_field, recipient_ids),
+            "pageSize": str(len(recipient_ids)),
+            "pageStart": "0",
+        }
+        response = self._call(
+            "GET", contract.LIST_PATH, "GET /recipients?filter=", params=params
+        )
+        if response.status_code in (400, 404, 405, 501):
+            return None
+        self.raise_for_status(response, "listing recipients")
+        return contract.listed_recipients(response)
 
     def persondata_fields(self) -> list[str]:
         """The instance's Person Data field names."""
@@ -110,6 +154,14 @@ class AgillicClient:
                 raise FatalApiError(msg, status=response.status_code)
             status = self.wait_for_task(task_id)
             if status.status == "completed":
+                if not status.verified:
+                    announce_once(
+                        "Agillic completed a batch task without per-entry results "
+                        "(%s), so single entries cannot be confirmed: they are "
+                        "counted as unverified. Set verify_deliveries to sample or "
+                        "all to read them back.",
+                        status.shape,
+                    )
                 return status
         msg = (
             f"{route}: every attempt ended as a failed task; Agillic applied "
@@ -118,12 +170,17 @@ class AgillicClient:
         raise FatalApiError(msg)
 
     def wait_for_task(self, task_id: str) -> contract.TaskStatus:
-        """Poll with backoff until the task is finished or ``task_timeout`` passes."""
+        """Poll with backoff until the task is finished or ``task_timeout`` passes.
+
+        Any status word that is not terminal counts as still running. A
+        stopping run abandons the wait (the batch is sent again next run).
+        """
         deadline = time.monotonic() + self.task_timeout
         delay = POLL_FIRST
         path = contract.TASK_PATH.format(task_id=task_id)
         while True:
-            time.sleep(delay)
+            if self.transport.stop.wait(delay):
+                raise Abandoned
             response = self._call("GET", path, "GET /recipients/v2/task/{taskId}")
             self.raise_for_status(response, "polling a batch task")
             status = contract.parse_task(response)
@@ -140,11 +197,15 @@ class AgillicClient:
 
     @staticmethod
     def raise_for_status(response: requests.Response, doing: str) -> None:
-        """Turn an unexpected answer into an ``ApiError`` with the API's words."""
+        """An unexpected answer stops the run, in the API's words.
+
+        Callers that can act on a status (413: split the body) catch it as
+        ``ApiError`` and look at ``status``.
+        """
         if response.ok:
             return
         code, message = contract.error_of(response)
-        raise ApiError(
+        raise FatalApiError(
             f"{doing} failed: HTTP {response.status_code} {code}: {message}",
             status=response.status_code,
             code=code,

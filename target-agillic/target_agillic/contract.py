@@ -1,9 +1,10 @@
-"""Agillic API shapes this target assumes (see api-contracts.md).
+"""Agillic API shapes this target assumes (see docs/api-contracts.md).
 
 The batch-upsert body, task status and error bodies are not publicly
 documented; they are fixed here, in one place, and parsed leniently (unknown
-fields ignored, error bodies never required to parse) so a real instance
-that differs needs a change in this module only.
+fields ignored, error bodies never required to parse, unknown task statuses
+read as still running) so a real instance that differs needs a change in
+this module only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ TOKEN_PATH = "/oauth2/token"
 RECIPIENTS_PATH = "/recipients"
 UPSERT_PATH = "/recipients/v2/:upsert"
 TASK_PATH = "/recipients/v2/task/{task_id}"
+#: Task statuses that end a task; any other word (queued, running, pending,
+#: IN_PROGRESS...) means it is still running.
+TERMINAL_STATUSES = frozenset({"completed", "failed"})
+LIST_PATH = "/recipients"
+#: Recipient IDs per filtered list query: keeps the URL well under 8 KB.
+LIST_PAGE = 50
 PERSONDATA_PATH = "/discovery/persondata"
 TARGET_GROUPS_PATH = "/discovery/targetgroups"
 GROUP_PATHS = {
@@ -81,17 +88,24 @@ class EntryError:
 
 @dataclass(frozen=True)
 class TaskStatus:
-    """The parts of a task status this target uses."""
+    """The parts of a task status this target uses.
+
+    ``verified`` is True only when the task listed its per-entry errors (an
+    empty list included): then every entry not listed was applied. A task
+    that completes without them proves nothing about single entries.
+    """
 
     status: str
     created: int = 0
     updated: int = 0
     errors: tuple[EntryError, ...] = field(default_factory=tuple)
+    verified: bool = True
+    shape: str = ""
 
     @property
     def finished(self) -> bool:
         """``completed`` (maybe with per-entry errors) or ``failed`` (none applied)."""
-        return self.status in ("completed", "failed")
+        return self.status in TERMINAL_STATUSES
 
 
 def task_id_of(response: requests.Response) -> str | None:
@@ -114,12 +128,14 @@ def _as_int(value: t.Any) -> int:
 
 
 def parse_task(response: requests.Response) -> TaskStatus:
-    """Read a task status body, tolerating missing parts."""
+    """Read a task status body, tolerating missing and unexpected parts."""
     body = _json(response)
     if not isinstance(body, dict):
-        return TaskStatus(status="unknown")
+        return TaskStatus(status="unknown", verified=False, shape="not a JSON object")
     details = _dict(body.get("details"))
-    result = _dict(details.get("result"))
+    raw = details.get("result")
+    result = _dict(raw)
+    entries = result.get("errors")
     errors = tuple(
         EntryError(
             index=_as_int(e.get("index")),
@@ -127,7 +143,7 @@ def parse_task(response: requests.Response) -> TaskStatus:
             message=str(e.get("message") or e.get("code") or "refused"),
             recipient_id=e.get("recipientId"),
         )
-        for e in result.get("errors") or []
+        for e in entries or []
         if isinstance(e, dict) and e.get("index") is not None
     )
     return TaskStatus(
@@ -135,7 +151,46 @@ def parse_task(response: requests.Response) -> TaskStatus:
         created=_as_int(result.get("created")),
         updated=_as_int(result.get("updated")),
         errors=errors,
+        verified=isinstance(entries, list),
+        shape=describe_result(raw),
     )
+
+
+def describe_result(raw: t.Any) -> str:
+    """The shape of ``details.result`` in words, without its content
+    (a string result could hold recipient IDs)."""
+    if raw is None:
+        return "no details.result"
+    if isinstance(raw, dict):
+        return f"details.result object with keys {', '.join(sorted(map(str, raw)))}"
+    return f"details.result of type {type(raw).__name__}"
+
+
+def list_filter(field_name: str, recipient_ids: t.Sequence[str]) -> str:
+    """An RSQL filter matching any of the IDs: ``EMAIL=="a@x.com",EMAIL=="b@x.com"``."""
+    return ",".join(f"{field_name}=={_rsql_quote(value)}" for value in recipient_ids)
+
+
+def _rsql_quote(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def person_data_of(response: requests.Response) -> dict[str, t.Any] | None:
+    """The Person Data of a single-recipient answer."""
+    data = _dict(_json(response)).get("personData")
+    return data if isinstance(data, dict) else None
+
+
+def listed_recipients(response: requests.Response) -> list[dict[str, t.Any]]:
+    """Person Data from a list answer: ``[{"personData": {...}}, ...]``."""
+    body = _json(response)
+    entries = body if isinstance(body, list) else _dict(body).get("recipients") or []
+    return [
+        entry["personData"]
+        for entry in entries
+        if isinstance(entry, dict) and isinstance(entry.get("personData"), dict)
+    ]
 
 
 def persondata_fields(response: requests.Response) -> list[str]:

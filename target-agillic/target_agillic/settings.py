@@ -1,16 +1,28 @@
-"""Per-stream routing: which Agillic object each stream writes, and how.
+"""target-agillic's settings, declared once, and the checks across them.
 
-Top-level settings apply to every stream; ``streams`` overrides them per
-stream name. Invalid combinations fail at startup, naming the stream.
+Top-level settings apply to every stream; ``streams`` overrides the routing
+settings (``STREAM_KEYS``) per stream name, checked by the same declarations.
+Invalid combinations fail at startup, naming the stream.
 """
 
 from __future__ import annotations
 
 import typing as t
 
+from singer_sdk import typing as th
+
+from singer_delivery.settings import delivery_settings, for_stream, stream_overrides
+from target_agillic.mapping import DATE_FORMAT, TIMESTAMP_FORMAT, to_strftime
+
 SYNC_MODES = ("upsert", "insert", "update")
 OBJECT_TYPES = ("recipients", "one_to_many")
 AUDIENCE_MODES = ("add", "remove", "mirror", "upsert")
+#: Requests in flight an Agillic instance allows, shared by all its clients.
+MAX_CONCURRENCY = 20
+#: Entries per batch request.
+MAX_BATCH_ROWS = 1000
+
+#: The settings a stream may override under ``streams``.
 STREAM_KEYS = (
     "object_type",
     "one_to_many_table_id",
@@ -22,43 +34,188 @@ STREAM_KEYS = (
 )
 
 
-def stream_settings(config: t.Mapping[str, t.Any], stream: str) -> dict[str, t.Any]:
-    """Top-level settings with the stream's overrides applied."""
-    overrides = (config.get("streams") or {}).get(stream) or {}
-    return {**config, **{k: v for k, v in overrides.items() if v is not None}}
+def _properties() -> list[th.Property]:
+    return [
+        th.Property(
+            "api_endpoint",
+            th.StringType(min_length=1),
+            required=True,
+            description=(
+                "Base URL of the Agillic API, e.g. https://api-eu1.agillic.net "
+                "(plain http only for 127.0.0.1 or localhost)."
+            ),
+        ),
+        th.Property(
+            "auth_method",
+            th.StringType,
+            default="oauth2",
+            allowed_values=["oauth2", "basic"],
+            description=(
+                "oauth2: exchange the developer key and secret for a bearer token "
+                "(renewed before it expires); basic: send them as HTTP Basic "
+                "credentials on every call, as Agillic also allows."
+            ),
+        ),
+        th.Property(
+            "developer_key",
+            th.StringType(min_length=1),
+            required=True,
+            secret=True,
+            description="Developer API key (OAuth2 client id).",
+        ),
+        th.Property(
+            "developer_secret",
+            th.StringType(min_length=1),
+            required=True,
+            secret=True,
+            description="Developer API secret (OAuth2 client secret).",
+        ),
+        th.Property(
+            "recipient_id_field",
+            th.StringType(min_length=1),
+            default="EMAIL",
+            description="The Person Data field that is the instance's recipient ID.",
+        ),
+        th.Property(
+            "sync_mode",
+            th.StringType,
+            default="upsert",
+            allowed_values=list(SYNC_MODES),
+            description=(
+                "upsert: create or update (async batches); insert: only create, "
+                "existing recipients are rejected; update: only update, missing "
+                "recipients are rejected."
+            ),
+        ),
+        th.Property(
+            "field_mapping",
+            th.ObjectType(additional_properties=th.StringType),
+            description=(
+                "{record field: Person Data field}. When given, only mapped fields "
+                "are sent; when absent, record fields go under their own names."
+            ),
+        ),
+        th.Property(
+            "date_format",
+            th.StringType,
+            default=DATE_FORMAT,
+            description=(
+                "How date values are written (Java-style pattern); must match the "
+                "instance's date format."
+            ),
+        ),
+        th.Property(
+            "timestamp_format",
+            th.StringType,
+            default=TIMESTAMP_FORMAT,
+            description=(
+                "How date-time values are written (Java-style pattern; aware "
+                "timestamps are converted to UTC); must match the instance's "
+                "timestamp format."
+            ),
+        ),
+        th.Property(
+            "object_type",
+            th.StringType,
+            default="recipients",
+            allowed_values=list(OBJECT_TYPES),
+            description="recipients (Person Data) or one_to_many (rows of a table).",
+        ),
+        th.Property(
+            "one_to_many_table_id",
+            th.StringType,
+            description="The one-to-many table, e.g. ORDERS (object_type one_to_many).",
+        ),
+        th.Property(
+            "target_group_name",
+            th.StringType,
+            description=(
+                "Static target group changed by audience_mode (case-sensitive)."
+            ),
+        ),
+        th.Property(
+            "audience_mode",
+            th.StringType,
+            allowed_values=list(AUDIENCE_MODES),
+            description=(
+                "Unset: a plain recipient sync. add/upsert: upsert then add to the "
+                "group; remove: remove from the group; mirror: make the group "
+                "equal to the stream's complete snapshot."
+            ),
+        ),
+        th.Property(
+            "max_removal_ratio",
+            th.NumberType(minimum=0, maximum=1),
+            default=0.5,
+            description=(
+                "Mirror refuses a run that would remove more than this share of "
+                "the members it remembers for the group."
+            ),
+        ),
+        th.Property(
+            "max_concurrency",
+            th.IntegerType(minimum=1, maximum=MAX_CONCURRENCY),
+            default=10,
+            description=(
+                f"Requests in flight at once, 1 to {MAX_CONCURRENCY} (Agillic "
+                f"allows {MAX_CONCURRENCY} per instance, shared with other clients)."
+            ),
+        ),
+        th.Property(
+            "task_timeout",
+            th.NumberType(exclusive_minimum=0),
+            default=600,
+            description="Seconds to wait for an async batch task before failing.",
+        ),
+        th.Property(
+            "verify_deliveries",
+            th.StringType,
+            default="sample",
+            allowed_values=["off", "sample", "all"],
+            description=(
+                "When a batch task completes without per-entry results: off "
+                "trusts it (entries counted as unverified); sample reads back "
+                "one page of each such batch and all of it if anything is "
+                "missing; all reads back every entry. Only what is found is "
+                "committed; the rest is sent again next run."
+            ),
+        ),
+    ]
 
 
-def check_routing(config: t.Mapping[str, t.Any]) -> list[str]:
-    """Every problem with the top level and each ``streams`` entry."""
-    errors = _check_one("top-level settings", config)
-    streams = config.get("streams") or {}
-    for name, overrides in streams.items():
-        where = f"streams.{name}"
-        if not isinstance(overrides, dict):
-            errors.append(f"{where} must be an object of settings")
-            continue
-        unknown = sorted(set(overrides) - set(STREAM_KEYS))
-        if unknown:
-            errors.append(
-                f"{where} has unknown setting(s) {', '.join(unknown)}; a stream may "
-                f"override only {', '.join(STREAM_KEYS)}"
-            )
-        errors += _check_one(where, stream_settings(config, name))
+def properties() -> list[th.Property]:
+    """Every target-agillic setting, in the order ``--about`` lists them."""
+    own = _properties()
+    return [
+        *own,
+        stream_overrides(
+            own,
+            STREAM_KEYS,
+            "Per-stream overrides: {stream name: {"
+            + ", ".join(STREAM_KEYS)
+            + "}}. Streams not listed use the top level.",
+        ),
+        *delivery_settings(max_batch_rows=MAX_BATCH_ROWS, call_budget=True),
+    ]
+
+
+def check(config: t.Mapping[str, t.Any]) -> list[str]:
+    """Problems across settings: routing at the top level and per stream, formats."""
+    errors = _check_route("top-level settings", config)
+    for name in config.get("streams") or {}:
+        errors += _check_route(f"streams.{name}", for_stream(config, name))
+    for setting in ("date_format", "timestamp_format"):
+        try:
+            to_strftime(config[setting])
+        except ValueError as exc:
+            errors.append(f"{setting} {config[setting]!r}: {exc}")
     return errors
 
 
-def _check_one(where: str, settings: t.Mapping[str, t.Any]) -> list[str]:
+def _check_route(where: str, settings: t.Mapping[str, t.Any]) -> list[str]:
     errors = []
-    object_type = settings.get("object_type") or "recipients"
+    object_type = settings["object_type"]
     audience = settings.get("audience_mode")
-    if object_type not in OBJECT_TYPES:
-        errors.append(f"{where}: object_type must be one of {', '.join(OBJECT_TYPES)}")
-    if settings.get("sync_mode", "upsert") not in SYNC_MODES:
-        errors.append(f"{where}: sync_mode must be one of {', '.join(SYNC_MODES)}")
-    if audience is not None and audience not in AUDIENCE_MODES:
-        errors.append(
-            f"{where}: audience_mode must be one of {', '.join(AUDIENCE_MODES)}"
-        )
     if audience and not settings.get("target_group_name"):
         errors.append(
             f"{where}: audience_mode {audience} needs target_group_name (the static "
@@ -69,7 +226,7 @@ def _check_one(where: str, settings: t.Mapping[str, t.Any]) -> list[str]:
             f"{where}: audience_mode cannot be combined with object_type "
             "one_to_many; route the audience through a recipients stream"
         )
-    if audience and settings.get("sync_mode", "upsert") != "upsert":
+    if audience and settings["sync_mode"] != "upsert":
         errors.append(
             f"{where}: audience_mode upserts recipients before changing the group; "
             "leave sync_mode unset (or upsert) for this stream"

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import typing as t
-import urllib.parse
 
 import requests
+from typing_extensions import override
 
+from singer_delivery import (
+    Action,
+    DeliverySink,
+    Item,
+    Membership,
+    Outcome,
+    RecordRejected,
+    Scope,
+)
 from singer_delivery.batching import chunked, split_to_fit
-from singer_delivery.ledger import Scope
-from singer_delivery.outputs import Reject
-from singer_delivery.serialization import dumps, key_hash
-from singer_delivery.sink import DeliverySink, Item, Outcome, RecordRejected
-from singer_delivery.snapshot import removals
+from singer_delivery.http import ApiError
+from singer_delivery.outcomes import Reason
+from singer_delivery.serialization import dumps, join_json
 from target_agillic import contract
 from target_agillic.client import AgillicClient
-from target_agillic.mapping import PersonDataMapping
+from target_agillic.mapping import CompiledMapping, PersonDataMapping
 
 if t.TYPE_CHECKING:
-    from target_agillic.target import TargetAgillic
+    from singer_delivery import DeliveryRun
+    from target_agillic.target import AgillicResources, TargetAgillic
 
 NOT_FOUND_MESSAGE = "not found in Agillic; use upsert to create it"
 EXISTS_MESSAGE = "already exists in Agillic"
@@ -26,163 +34,292 @@ NO_RECIPIENT_MESSAGE = (
     "recipient {id} not found in Agillic; sync recipients first (deliver the "
     "recipients stream before its one-to-many rows)"
 )
+#: Bytes of a batch body around its entries, kept free under the body limit.
+ENVELOPE = 1024
+TOO_LARGE = "the request body was refused as too large (HTTP 413)"
 
 
-def api_reject(item: Item, response: requests.Response) -> Reject:
+def refused_by_api(item: Item, response: requests.Response) -> Outcome:
     """A reject carrying the API's own code and message."""
     code, message = contract.error_of(response)
-    return Reject(item.key, code.lower(), message, http_status=response.status_code)
+    return Outcome.refused(
+        item, code.lower(), message, http_status=response.status_code
+    )
+
+
+def refused_entry(item: Item, error: contract.EntryError) -> Outcome:
+    """A reject carrying a task entry's code and message."""
+    return Outcome.refused(item, error.code.lower(), error.message)
+
+
+def too_large(item: Item) -> Outcome:
+    """The API refused a body holding only this item as too large."""
+    return Outcome.refused(item, Reason.PAYLOAD_TOO_LARGE, TOO_LARGE, http_status=413)
+
+
+class TaskLabels:
+    """Created or updated, per entry, from a task's totals.
+
+    A task says how many entries it created and how many it updated, not
+    which: successful entries are labelled in that proportion, so the
+    report's counts are the task's.
+    """
+
+    def __init__(self) -> None:
+        self._created_left: dict[int, int] = {}
+
+    def __call__(self, status: contract.TaskStatus) -> Action:
+        left = self._created_left.setdefault(id(status), status.created)
+        self._created_left[id(status)] = left - 1
+        return Action.CREATED if left > 0 else Action.UPDATED
 
 
 def upsert_body(items: list[Item]) -> bytes:
-    """``{"recipients": [{"personData": ...}, ...]}`` for the async upsert."""
-    return dumps({"recipients": [{"personData": item.payload} for item in items]})
+    """``{"recipients": [{"personData": ...}, ...]}``, from the encoded payloads."""
+    entries = (b'{"personData":' + item.encoded + b"}" for item in items)
+    return b'{"recipients":' + join_json(entries) + b"}"
 
 
 class AgillicSink(DeliverySink):
     """What every Agillic sink shares: its settings, mapping and client."""
 
-    target: TargetAgillic
+    run: DeliveryRun[AgillicResources]
 
-    def __init__(
-        self, target: TargetAgillic, stream_name: str, **kwargs: t.Any
-    ) -> None:
+    def __init__(self, target: TargetAgillic, stream_name: str, **kwargs: t.Any):
         super().__init__(target=target, stream_name=stream_name, **kwargs)
-        self.settings = target.stream_settings(stream_name)
         self.mapping = PersonDataMapping.from_settings(self.settings)
+        self.compiled: CompiledMapping = self.mapping.compile(self.schema)
         self.client = AgillicClient(
-            target.transport,
+            self.run.transport,
             self.stats,
-            task_timeout=float(self.config.get("task_timeout", 600)),
+            task_timeout=float(self.config["task_timeout"]),
         )
 
     @property
-    def batches_in_flight(self) -> int:
-        """Batches spend most of their time waiting for their task, not holding
-        a connection (the transport caps those at ``max_concurrency``), so
-        more of them than connections keep the reader from stalling."""
-        return 3 * int(self.config.get("max_concurrency", 10))
-
-    @property
-    def request_concurrency(self) -> int:
-        """Per-record calls use every allowed connection."""
-        return int(self.config.get("max_concurrency", 10))
+    @override
+    def max_payload_bytes(self) -> int:
+        """One recipient must fit a request body on its own."""
+        return contract.MAX_BODY_BYTES - ENVELOPE
 
     def scope_for(self, object_type: str, object_name: str) -> Scope:
         """A ledger scope on this instance for this stream."""
-        return Scope(
-            target=self.target.name,
-            instance=urllib.parse.urlsplit(self.config["api_endpoint"]).netloc,
-            object_type=object_type,
-            object_name=object_name,
-            stream=self.stream_name,
-        )
+        return self.run.scope(object_type, object_name, self.stream_name)
+
+    def mapped(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
+        """The record's Person Data; a reject names the recipient when it can."""
+        try:
+            return self.compiled.person_data(record)
+        except RecordRejected as exc:
+            exc.key = exc.key or self.compiled.id_of_raw(record)
+            raise
 
     def run_async_batches(
         self, path: str, items: list[Item], encode: t.Callable[[list[Item]], bytes]
-    ) -> t.Iterator[tuple[Item, contract.EntryError | None]]:
-        """Submit items in bodies under 20 MB, wait for each task, and pair every
-        item with its entry error (``index`` counts items in body order)."""
+    ) -> list[tuple[Item, contract.EntryError | None, contract.TaskStatus | None]]:
+        """Submit items in bodies under 20 MB and wait for each task.
+
+        Pairs every item with its entry error (``index`` counts items in body
+        order) and its task status; a body the API refuses as too large is
+        halved, and a single item it refuses is paired with no task.
+        """
+        paired: list[
+            tuple[Item, contract.EntryError | None, contract.TaskStatus | None]
+        ]
+        paired = []
         for chunk, body in split_to_fit(items, encode, contract.MAX_BODY_BYTES):
-            status = self.client.run_batch(path, f"POST {path}", body)
-            self.stats.add(created=status.created, updated=status.updated)
+            try:
+                status = self.client.run_batch(path, f"POST {path}", body)
+            except ApiError as exc:
+                if exc.status != 413:
+                    raise
+                if len(chunk) == 1:
+                    paired.append((chunk[0], None, None))
+                    continue
+                middle = len(chunk) // 2
+                paired += self.run_async_batches(path, chunk[:middle], encode)
+                paired += self.run_async_batches(path, chunk[middle:], encode)
+                continue
             errors = {error.index: error for error in status.errors}
-            for index, item in enumerate(chunk):
-                yield item, errors.get(index)
-
-
-def entry_reject(item: Item, error: contract.EntryError) -> Reject:
-    """A reject carrying a task entry's code and message."""
-    return Reject(item.key, error.code.lower(), error.message)
+            paired += [(item, errors.get(i), status) for i, item in enumerate(chunk)]
+        return paired
 
 
 class RecipientSink(AgillicSink):
     """Writes recipients' Person Data; ``sync_mode`` picks the calls."""
 
-    def __init__(
-        self, target: TargetAgillic, stream_name: str, **kwargs: t.Any
-    ) -> None:
-        super().__init__(target=target, stream_name=stream_name, **kwargs)
-        self.sync_mode: str = self.settings.get("sync_mode") or "upsert"
-
     @property
+    @override
     def scope(self) -> Scope:
         """Recipients of one instance, keyed by the recipient ID field."""
         return self.scope_for("recipients", self.mapping.recipient_id_field)
 
+    @override
     def map_record(self, record: dict[str, t.Any]) -> tuple[str, t.Any]:
         """Person Data plus the recipient ID taken from it."""
-        person_data = self.mapping.person_data(record)
-        return self.mapping.recipient_id(person_data), person_data
+        person_data = self.mapped(record)
+        return self.compiled.recipient_id(person_data), person_data
 
+    @override
     def deliver(self, items: list[Item]) -> t.Iterable[Outcome]:
         """Upsert in async batches; insert and update one recipient per call."""
-        if self.sync_mode == "insert":
+        mode = self.settings["sync_mode"]
+        if mode == "insert":
             return self.map_concurrently(self._insert, items)
-        if self.sync_mode == "update":
+        if mode == "update":
             return self.map_concurrently(self._update, items)
         return self.upsert(items)
 
+    @override
     def plan(self, items: list[Item]) -> t.Iterable[Outcome]:
         """Existence checks (read-only) decide create, update or reject."""
         outcomes = self.map_concurrently(self._plan_one, items)
-        self.target.planned_recipients.update(
-            o.item.key for o in outcomes if o.action == "create"
+        self.run.resources.planned_recipients.update(
+            o.item.key for o in outcomes if Action.CREATED in o.actions
         )
         return outcomes
 
     def upsert(self, items: list[Item]) -> list[Outcome]:
-        """The async batch upsert; per-entry errors become rejects."""
-        return [
-            Outcome(item, entry_reject(item, error) if error else None)
-            for item, error in self.run_async_batches(
-                contract.UPSERT_PATH, items, upsert_body
-            )
-        ]
+        """The async batch upsert; per-entry errors become rejects.
+
+        The task reports how many entries it created and updated, not which:
+        successes are labelled in that proportion, so the counts are right.
+        A task without per-entry results is read back (``verify_deliveries``).
+        """
+        outcomes: list[Outcome] = []
+        unverified: list[Item] = []
+        label = TaskLabels()
+        for item, error, status in self.run_async_batches(
+            contract.UPSERT_PATH, items, upsert_body
+        ):
+            if status is None:
+                outcomes.append(too_large(item))
+            elif error is not None:
+                outcomes.append(refused_entry(item, error))
+            elif not status.verified:
+                unverified.append(item)
+            else:
+                outcomes.append(Outcome.done(item, label(status)))
+        return outcomes + self.verify(unverified)
+
+    def verify(self, items: list[Item]) -> list[Outcome]:
+        """Read back entries the API acknowledged without per-entry results.
+
+        ``off``: trusted (unverified). ``sample``: one page is read; if all of
+        it holds what was sent, the rest is trusted, else everything is read.
+        ``all``: everything is read. What is not found as sent is refused as
+        transient, so it is sent again next run.
+        """
+        mode = self.settings["verify_deliveries"]
+        if not items or mode == "off":
+            return [Outcome.done(i, Action.UPSERTED, verified=False) for i in items]
+        if mode == "sample":
+            sample, rest = items[: contract.LIST_PAGE], items[contract.LIST_PAGE :]
+            checked = self._read_back(sample)
+            if all(o.delivered for o in checked):
+                trusted = [
+                    Outcome.done(i, Action.UPSERTED, verified=False) for i in rest
+                ]
+                return checked + trusted
+            return checked + self._read_back(rest)
+        return self._read_back(items)
+
+    def _read_back(self, items: list[Item]) -> list[Outcome]:
+        field = self.mapping.recipient_id_field
+        outcomes = []
+        for page in chunked(items, contract.LIST_PAGE):
+            found = self._found(field, [item.key for item in page])
+            outcomes += [
+                Outcome.done(item, Action.UPSERTED)
+                if holds(found.get(item.key), item.payload)
+                else Outcome.refused(
+                    item,
+                    "not_applied",
+                    "the batch task completed, but reading the recipient back did "
+                    "not show what was sent; it is sent again next run",
+                    permanent=False,
+                )
+                for item in page
+            ]
+        return outcomes
+
+    def _found(self, field: str, keys: list[str]) -> dict[str, dict[str, t.Any]]:
+        listed = self.client.list_recipients(field, keys)
+        if listed is None:
+            listed = [
+                data
+                for response in self.map_concurrently(self.client.get_recipient, keys)
+                if response.status_code == 200
+                and isinstance(data := contract.person_data_of(response), dict)
+            ]
+        return {str(data.get(field)): data for data in listed}
 
     def _insert(self, item: Item) -> Outcome:
         response = self.client.create_recipient(item.payload)
         if response.status_code == 409:
-            return Outcome(
-                item, Reject(item.key, "already_exists", EXISTS_MESSAGE, 409)
+            return Outcome.refused(
+                item, "already_exists", EXISTS_MESSAGE, http_status=409
             )
         if not response.ok:
-            return Outcome(item, api_reject(item, response))
-        self.stats.add(created=1)
-        return Outcome(item)
+            return refused_by_api(item, response)
+        return Outcome.done(item, Action.CREATED)
 
     def _update(self, item: Item) -> Outcome:
         """Check existence first: Agillic's PUT would create a missing recipient."""
         found = self.client.get_recipient(item.key)
         if found.status_code == 404:
-            return Outcome(item, Reject(item.key, "not_found", NOT_FOUND_MESSAGE, 404))
+            return Outcome.refused(
+                item, "not_found", NOT_FOUND_MESSAGE, http_status=404
+            )
         if not found.ok:
-            return Outcome(item, api_reject(item, found))
+            return refused_by_api(item, found)
         response = self.client.put_recipient(item.key, item.payload)
         if not response.ok:
-            return Outcome(item, api_reject(item, response))
+            return refused_by_api(item, response)
         if response.status_code == 201:
             self.logger.warning(
                 "A recipient was deleted between the existence check and the "
                 "update and has been created again"
             )
-            self.stats.add(created=1)
-        else:
-            self.stats.add(updated=1)
-        return Outcome(item)
+            return Outcome.done(item, Action.CREATED)
+        return Outcome.done(item, Action.UPDATED)
 
     def _plan_one(self, item: Item) -> Outcome:
         found = self.client.get_recipient(item.key)
         if found.status_code not in (200, 404):
-            return Outcome(item, api_reject(item, found))
+            return refused_by_api(item, found)
         exists = found.status_code == 200
-        if self.sync_mode == "insert" and exists:
-            return Outcome(
-                item, Reject(item.key, "already_exists", EXISTS_MESSAGE, 409)
+        mode = self.settings["sync_mode"]
+        if mode == "insert" and exists:
+            return Outcome.refused(
+                item, "already_exists", EXISTS_MESSAGE, http_status=409
             )
-        if self.sync_mode == "update" and not exists:
-            return Outcome(item, Reject(item.key, "not_found", NOT_FOUND_MESSAGE, 404))
-        return Outcome(item, action="update" if exists else "create")
+        if mode == "update" and not exists:
+            return Outcome.refused(
+                item, "not_found", NOT_FOUND_MESSAGE, http_status=404
+            )
+        return Outcome.done(item, Action.UPDATED if exists else Action.CREATED)
+
+
+def holds(found: t.Mapping[str, t.Any] | None, sent: t.Mapping[str, t.Any]) -> bool:
+    """Whether a read-back recipient holds every value sent (compared as text)."""
+    if found is None:
+        return False
+    return all(_text(found.get(name)) == _text(value) for name, value in sent.items())
+
+
+def _text(value: t.Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return ""
+    return str(value)
+
+
+def with_upsert(upserted: Outcome, added: Outcome) -> Outcome:
+    """One outcome for an item that was upserted, then added to the group."""
+    return Outcome.done(
+        added.item, *upserted.actions, *added.actions, verified=upserted.verified
+    )
 
 
 class AudienceSink(RecipientSink):
@@ -192,68 +329,95 @@ class AudienceSink(RecipientSink):
     group's members: only what this target put there can be taken out again.
     """
 
-    def __init__(
-        self, target: TargetAgillic, stream_name: str, **kwargs: t.Any
-    ) -> None:
+    def __init__(self, target: TargetAgillic, stream_name: str, **kwargs: t.Any):
         super().__init__(target=target, stream_name=stream_name, **kwargs)
         self.group: str = self.settings["target_group_name"]
         self.audience_mode: str = self.settings["audience_mode"]
 
     @property
+    @override
     def scope(self) -> Scope:
         """What change detection compares: removals apart from additions."""
-        if self.audience_mode == "remove":
-            return self.removal_scope
-        return self.membership_scope
+        return self.membership.removals if self.removing else self.membership.members
 
     @property
-    def membership_scope(self) -> Scope:
-        """The group as fed by this stream: members added, and their payloads."""
-        return self.scope_for("target_group", self.group)
+    @override
+    def membership(self) -> Membership:
+        """The group as fed by this stream, and this stream's removal requests."""
+        return Membership(
+            members=self.scope_for("target_group", self.group),
+            removals=self.scope_for("target_group_removal", self.group),
+        )
 
     @property
-    def removal_scope(self) -> Scope:
-        """Removals requested by this stream, so unchanged ones are not repeated."""
-        return self.scope_for("target_group_removal", self.group)
+    def removing(self) -> bool:
+        """``audience_mode: remove``: the records name members to take out."""
+        return self.audience_mode == "remove"
 
-    def observe_batch(self, items: list[Item]) -> None:
-        """Mirror: every member of the snapshot counts as seen, changed or not."""
-        if self.audience_mode == "mirror":
-            self.run.seen_set(self.scope.scope_id).add(item.key for item in items)
+    @property
+    @override
+    def mirror(self) -> bool:
+        """``audience_mode: mirror``."""
+        return self.audience_mode == "mirror"
 
+    @property
+    @override
+    def mirror_name(self) -> str:
+        return f"target group {self.group!r}"
+
+    @override
     def deliver(self, items: list[Item]) -> t.Iterable[Outcome]:
-        """Remove; or upsert, then add those whose upsert completed."""
-        if self.audience_mode == "remove":
+        """Remove; or upsert, then add those whose upsert completed.
+
+        With ``full_sync`` every member of the snapshot is added again
+        (adding a member twice is harmless), which repairs a group edited
+        outside this target.
+        """
+        if self.removing:
             return self.change_members("remove", items)
         upserted = self.upsert(items)
-        rejected = [o for o in upserted if o.reject is not None]
-        done = [o.item for o in upserted if o.reject is None]
-        members = self.run.ledger.known_members(
-            self.membership_scope.scope_id, [item.key for item in done]
+        refused = [o for o in upserted if not o.delivered]
+        done = [o for o in upserted if o.delivered]
+        known = (
+            set()
+            if self.config["full_sync"]
+            else self.run.ledger.known_members(
+                self.membership.members.scope_id, [o.item.key for o in done]
+            )
         )
-        added = self.change_members("add", [i for i in done if i.key not in members])
-        # a changed member only needed its Person Data upserted
-        kept = [Outcome(item) for item in done if item.key in members]
-        return [*rejected, *added, *kept]
+        adding = [o for o in done if o.item.key not in known]
+        added = self.change_members("add", [o.item for o in adding])
+        actions = {id(o.item): o for o in adding}
+        merged = [
+            with_upsert(actions[id(o.item)], o) if o.delivered else o for o in added
+        ]
+        kept = [o for o in done if o.item.key in known]
+        return [*refused, *merged, *kept]
 
+    @override
     def plan(self, items: list[Item]) -> t.Iterable[Outcome]:
         """The upsert plan, plus a group line for each membership change."""
-        operation = "remove" if self.audience_mode == "remove" else "add"
-        outcomes = (
-            [Outcome(item, action="group_remove") for item in items]
-            if operation == "remove"
-            else list(super().plan(items))
-        )
-        if operation == "add":
-            known = self.run.ledger.known_members(
-                self.membership_scope.scope_id, [item.key for item in items]
+        if self.removing:
+            return [Outcome.done(item, Action.REMOVED) for item in items]
+        planned = list(super().plan(items))
+        known = (
+            set()
+            if self.config["full_sync"]
+            else self.run.ledger.known_members(
+                self.membership.members.scope_id, [item.key for item in items]
             )
-            assert self.run.plan is not None
-            for outcome in outcomes:
-                if outcome.reject is None and outcome.item.key not in known:
-                    self.stats.plan("group_add")
-                    self.run.plan.write(self.stream_name, outcome.item.key, "group_add")
-        return outcomes
+        )
+        return [
+            Outcome.done(o.item, *o.actions, Action.ADDED)
+            if o.delivered and o.item.key not in known
+            else o
+            for o in planned
+        ]
+
+    @override
+    def remove(self, items: list[Item]) -> t.Iterable[Outcome]:
+        """Mirror removals: members the complete snapshot did not hold."""
+        return self.change_members("remove", items)
 
     def change_members(self, operation: str, items: list[Item]) -> list[Outcome]:
         """Group requests of at most 100 IDs, several at once."""
@@ -265,109 +429,50 @@ class AudienceSink(RecipientSink):
 
     def _change_chunk(self, operation: str, items: list[Item]) -> list[Outcome]:
         errors = self.client.change_group(operation, self.group, [i.key for i in items])
-        done = [item.key for item in items if item.key not in errors]
-        self.remember(operation, done)
+        action = Action.ADDED if operation == "add" else Action.REMOVED
         return [
-            Outcome(
-                item, Reject(item.key, errors[item.key][0].lower(), errors[item.key][1])
-            )
+            Outcome.refused(item, errors[item.key][0].lower(), errors[item.key][1])
             if item.key in errors
-            else Outcome(item)
+            else Outcome.done(item, action)
             for item in items
         ]
-
-    def remember(self, operation: str, member_ids: list[str]) -> None:
-        """Update the ledger's membership for changes the API acknowledged."""
-        members = self.membership_scope.scope_id
-        hashes = [key_hash(m) for m in member_ids]
-        if operation == "add":
-            self.run.ledger.add_members(members, member_ids)
-            self.run.ledger.forget_deliveries(self.removal_scope.scope_id, hashes)
-            self.stats.add(group_added=len(member_ids))
-        else:
-            # forgetting the payload makes the same record add the member again
-            self.run.ledger.remove_members(members, member_ids)
-            self.run.ledger.forget_deliveries(members, hashes)
-            self.stats.add(group_removed=len(member_ids))
-
-    def finish_snapshot(self) -> None:
-        """Mirror: remove remembered members the complete snapshot did not hold."""
-        if self.audience_mode != "mirror":
-            return
-        if not self.snapshot_complete:
-            self.logger.warning(
-                "Mirror of target group %r: the tap sent ACTIVATE_VERSION before "
-                "stream %s but none after it, so the snapshot cannot be known "
-                "complete and no member was removed. Turn off the tap's "
-                "emit_activate_version_messages (a clean end of input then "
-                "completes the snapshot) or set "
-                "process_activate_version_messages to false.",
-                self.group,
-                self.stream_name,
-            )
-            return
-        scope_id = self.scope.scope_id
-        seen = self.run.seen_set(scope_id)
-        remembered = self.run.ledger.member_count(scope_id)
-        count = sum(len(page) for page in removals(self.run.ledger, scope_id, seen))
-        ratio = float(self.settings.get("max_removal_ratio", 0.5))
-        if remembered and count > ratio * remembered:
-            self.run.fail(
-                f"mirror of target group {self.group!r} (stream {self.stream_name}) "
-                f"would remove {count} of the {remembered} members it remembers "
-                f"({count / remembered:.0%}), more than max_removal_ratio={ratio:g}; "
-                "nothing was removed. An empty or partial snapshot is the usual "
-                "cause; if the audience really shrank, raise max_removal_ratio "
-                "for one run."
-            )
-            return
-        for page in removals(self.run.ledger, scope_id, seen):
-            self._remove_page(page)
-
-    def _remove_page(self, member_ids: list[str]) -> None:
-        if self.run.plan is not None:
-            for member in member_ids:
-                self.stats.plan("group_remove")
-                self.run.plan.write(self.stream_name, member, "group_remove")
-            return
-        items = [Item(m, None, "", key_hash(m)) for m in member_ids]
-        for outcome in self.change_members("remove", items):
-            if outcome.reject is not None:
-                self.reject(outcome.reject)
 
 
 class OneToManySink(AgillicSink):
     """Upserts rows of a one-to-many table, grouped by recipient.
 
-    Drains after the recipient sinks, so rows of recipients created in the
-    same run find them. Rows whose recipient is still missing (the tap sent
-    them before their recipients) are retried at each checkpoint, holding
-    STATE back meanwhile, and rejected only at the end of input.
+    Delivered after the recipient sinks, so rows of recipients created in
+    the same run find them. Rows whose recipient is still missing (the tap
+    sent them before their recipients) are deferred: retried at each
+    checkpoint, holding STATE back meanwhile, and rejected only at the end
+    of input.
     """
 
     drain_priority = 1
 
-    def __init__(
-        self, target: TargetAgillic, stream_name: str, **kwargs: t.Any
-    ) -> None:
+    def __init__(self, target: TargetAgillic, stream_name: str, **kwargs: t.Any):
         super().__init__(target=target, stream_name=stream_name, **kwargs)
         self.table_name: str = self.settings["one_to_many_table_id"]
-        self.table = target.one_to_many_tables[self.table_name]
-        self._deferred: list[Item] = []
+        self.table = self.run.resources.one_to_many_tables[self.table_name]
 
     @property
+    @override
     def scope(self) -> Scope:
         """Rows of one table, keyed by recipient and row identifier."""
         return self.scope_for("one_to_many", self.table_name)
 
+    @override
     def map_record(self, record: dict[str, t.Any]) -> tuple[str, t.Any]:
         """The recipient ID and the row; the key joins both."""
-        data = self.mapping.person_data(record)
-        recipient_id = self.mapping.recipient_id(data)
+        data = self.mapped(record)
+        recipient_id = self.compiled.recipient_id(data)
         row = {k: v for k, v in data.items() if k != self.mapping.recipient_id_field}
         identifier = self.table.identifier
         if identifier is None or row.get(identifier) in (None, ""):
-            msg = f"the row has no value for {self.table_name}'s identifier field {identifier}"
+            msg = (
+                f"the row has no value for {self.table_name}'s identifier field "
+                f"{identifier}"
+            )
             raise RecordRejected(
                 "missing_row_identifier", msg, fields=(str(identifier),)
             )
@@ -375,11 +480,6 @@ class OneToManySink(AgillicSink):
             "recipientId": recipient_id,
             "row": row,
         }
-
-    def process_batch(self, context: dict) -> None:
-        """Recipients read so far go first."""
-        self.target.flush_before(self)
-        super().process_batch(context)
 
     def body(self, items: list[Item]) -> bytes:
         """Rows grouped by recipient, in the order the errors' indexes count."""
@@ -403,52 +503,28 @@ class OneToManySink(AgillicSink):
         }
         return sorted(items, key=lambda i: order[i.payload["recipientId"]])
 
+    @override
     def deliver(self, items: list[Item]) -> t.Iterable[Outcome]:
-        """Async OTM upsert; unknown recipients wait for the next checkpoint."""
-        outcomes, deferred = self._upsert_rows(items, final=False)
-        self._deferred.extend(deferred)
-        return outcomes
-
-    def _upsert_rows(
-        self, items: list[Item], *, final: bool
-    ) -> tuple[list[Outcome], list[Item]]:
-        outcomes: list[Outcome] = []
-        deferred: list[Item] = []
-        for item, error in self.run_async_batches(
+        """Async OTM upsert; rows of unknown recipients are deferred."""
+        outcomes = []
+        label = TaskLabels()
+        for item, error, status in self.run_async_batches(
             contract.OTM_UPSERT_PATH, self.ordered(items), self.body
         ):
-            if error is None:
-                outcomes.append(Outcome(item))
-            elif error.code == "NOT_FOUND" and not final:
-                deferred.append(item)
+            if status is None:
+                outcomes.append(too_large(item))
+            elif error is None and not status.verified:
+                outcomes.append(Outcome.done(item, Action.UPSERTED, verified=False))
+            elif error is None:
+                outcomes.append(Outcome.done(item, label(status)))
             elif error.code == "NOT_FOUND":
                 message = NO_RECIPIENT_MESSAGE.format(id=item.payload["recipientId"])
-                reject = Reject(item.key, "recipient_not_found", message)
-                outcomes.append(Outcome(item, reject))
+                outcomes.append(Outcome.later(item, "recipient_not_found", message))
             else:
-                outcomes.append(Outcome(item, entry_reject(item, error)))
-        return outcomes, deferred
+                outcomes.append(refused_entry(item, error))
+        return outcomes
 
-    def wait_for_deliveries(self) -> None:
-        """Then retry rows whose recipient was missing, now that it may exist.
-
-        Rows still missing their recipient wait for the next checkpoint, and
-        are rejected only at the end of input, when no recipient can follow.
-        """
-        super().wait_for_deliveries()
-        if self._deferred:
-            items, self._deferred = self._deferred, []
-            self.target.flush_before(self)
-            outcomes, self._deferred = self._upsert_rows(
-                items, final=self.target.input_complete
-            )
-            self.settle(outcomes)
-
-    @property
-    def holds_back_state(self) -> bool:
-        """Rows waiting for their recipient are neither delivered nor rejected."""
-        return bool(self._deferred)
-
+    @override
     def plan(self, items: list[Item]) -> t.Iterable[Outcome]:
         """Create or update per row; recipients neither present nor planned are rejected."""
         recipients = list(dict.fromkeys(i.payload["recipientId"] for i in items))
@@ -459,23 +535,24 @@ class OneToManySink(AgillicSink):
                 strict=True,
             )
         )
-        outcomes = []
+        planned = self.run.resources.planned_recipients
         identifier = str(self.table.identifier)
+        outcomes = []
         for item in items:
             recipient = item.payload["recipientId"]
             existing = rows[recipient]
-            if existing is None and recipient not in self.target.planned_recipients:
+            if existing is None and recipient not in planned:
                 message = NO_RECIPIENT_MESSAGE.format(id=recipient)
                 outcomes.append(
-                    Outcome(item, Reject(item.key, "recipient_not_found", message))
+                    Outcome.refused(
+                        item, "recipient_not_found", message, permanent=False
+                    )
                 )
                 continue
-            action = (
-                "update"
-                if item.payload["row"][identifier] in (existing or set())
-                else "create"
+            exists = item.payload["row"][identifier] in (existing or set())
+            outcomes.append(
+                Outcome.done(item, Action.UPDATED if exists else Action.CREATED)
             )
-            outcomes.append(Outcome(item, action=action))
         return outcomes
 
     def _existing_rows(self, recipient_id: str) -> set[t.Any] | None:

@@ -12,11 +12,19 @@ import contextlib
 import enum
 import threading
 import typing as t
-import urllib.parse
 
-from singer_delivery.ledger import Scope
-from singer_delivery.outputs import Reject
-from singer_delivery.sink import DeliverySink, Item, Outcome, RecordRejected
+from typing_extensions import override
+
+from singer_delivery import (
+    Action,
+    DeliverySink,
+    Item,
+    Outcome,
+    RecordRejected,
+    Scope,
+)
+from singer_delivery.outcomes import Reason
+from singer_delivery.values import date_kinds, parse_iso
 from target_gladly import contract
 from target_gladly.client import (
     Conflict,
@@ -27,6 +35,7 @@ from target_gladly.client import (
 from target_gladly.mapping import ProfileMapping, first_email, profile_changes
 
 if t.TYPE_CHECKING:
+    from singer_delivery import DeliveryRun
     from target_gladly.target import TargetGladly
 
 MISSING_EMAIL = (
@@ -48,12 +57,22 @@ MOVED_MEANWHILE = (
 ATTEMPTS = 2
 
 
+Actions = tuple[Action, ...]
+#: Refusals that may not repeat: the profile moved while it was written.
+TRANSIENT_REASONS = frozenset({"moved_meanwhile"})
+
+
 class Written(enum.Enum):
     """What bringing a found profile up to date took."""
 
     UPDATED = "updated"
     CURRENT = "current"
     GONE = "gone"
+
+    @property
+    def actions(self) -> Actions:
+        """The actions an outcome reports for it."""
+        return (Action.UPDATED,) if self is Written.UPDATED else ()
 
 
 class ProfileLocks:
@@ -101,17 +120,18 @@ class ProfileLocks:
 class CustomerProfileSink(DeliverySink):
     """Writes customer profiles; ``sync_mode`` picks the calls."""
 
-    target: TargetGladly
+    run: DeliveryRun[ProfileLocks]
 
     def __init__(self, target: TargetGladly, stream_name: str, **kwargs: t.Any) -> None:
         super().__init__(target=target, stream_name=stream_name, **kwargs)
-        self.sync_mode: str = self.config.get("sync_mode") or "upsert"
+        self.sync_mode: str = self.settings["sync_mode"]
         self.mapping = ProfileMapping(
-            field_mapping=self.config.get("field_mapping"),
-            phone_type=self.config.get("phone_type"),
+            field_mapping=self.settings.get("field_mapping"),
+            phone_type=self.settings.get("phone_type"),
         )
-        self.client = GladlyClient(target.transport, self.stats)
-        self.locks = target.profile_locks
+        self.dates = date_kinds(self.schema)
+        self.client = GladlyClient(self.run.transport, self.stats)
+        self.locks = self.run.resources
         self._write, self._plan = {
             "upsert": (self._upsert, self._plan_upsert),
             "insert": (self._insert, self._plan_insert),
@@ -119,26 +139,17 @@ class CustomerProfileSink(DeliverySink):
         }[self.sync_mode]
 
     @property
-    def request_concurrency(self) -> int:
-        """Enough records in flight to keep both method budgets busy."""
-        return self.target.request_concurrency
-
-    @property
+    @override
     def scope(self) -> Scope:
         """Profiles of one organization, keyed as the sync mode keys them."""
-        return Scope(
-            target=self.target.name,
-            instance=urllib.parse.urlsplit(self.target.api_url).netloc,
-            object_type="customer-profiles",
-            object_name=self.sync_mode,
-            stream=self.stream_name,
-        )
+        return self.run.scope("customer-profiles", self.sync_mode, self.stream_name)
 
     # --- records ------------------------------------------------------------
 
+    @override
     def map_record(self, record: dict[str, t.Any]) -> tuple[str, t.Any]:
         """The profile body and the key its sync mode identifies it by."""
-        profile = self.mapping.profile(record)
+        profile = self.mapping.profile(self._with_dates(record))
         email, profile_id = first_email(profile), profile.get("id")
         if self.sync_mode == "update":
             key, reason, message = profile_id, "missing_id", MISSING_ID
@@ -150,30 +161,48 @@ class CustomerProfileSink(DeliverySink):
             raise RecordRejected(reason, message)
         return key, profile
 
+    def _with_dates(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Date and timestamp strings parsed, so they are written as Gladly text."""
+        parsed = dict(record)
+        for name, kind in self.dates.items():
+            value = record.get(name)
+            if isinstance(value, str) and value:
+                try:
+                    parsed[name] = parse_iso(kind, value)
+                except ValueError:
+                    msg = f"{name} is not a valid ISO 8601 {kind}"
+                    raise RecordRejected(
+                        Reason.INVALID_RECORD, msg, fields=(name,)
+                    ) from None
+        return parsed
+
+    @override
     def deliver(self, items: list[Item]) -> t.Iterable[Outcome]:
         """Every record on the shared request threads, several at a time."""
         return self.map_concurrently(self._deliver_one, items)
 
+    @override
     def plan(self, items: list[Item]) -> t.Iterable[Outcome]:
         """Read-only finds and reads decide create, update, unchanged or reject."""
         return self.map_concurrently(self._plan_one, items)
 
     def _deliver_one(self, item: Item) -> Outcome:
         try:
-            self._write(item)
+            action = self._write(item)
         except ProfileRefused as exc:
-            return Outcome(item, refusal(item, exc))
-        return Outcome(item)
+            return refusal(item, exc)
+        return Outcome.done(item, *action)
 
     def _plan_one(self, item: Item) -> Outcome:
         try:
-            return Outcome(item, action=self._plan(item))
+            action = self._plan(item)
         except ProfileRefused as exc:
-            return Outcome(item, refusal(item, exc))
+            return refusal(item, exc)
+        return Outcome.done(item, *action)
 
     # --- upsert -------------------------------------------------------------
 
-    def _upsert(self, item: Item) -> None:
+    def _upsert(self, item: Item) -> Actions:
         """Find by email; PATCH what differs, or create when nobody has it."""
         for _ in range(ATTEMPTS):
             mark = self.locks.mark()
@@ -181,11 +210,11 @@ class CustomerProfileSink(DeliverySink):
             if profile is None:
                 conflict = self.client.create(self._create_body(item))
                 if conflict is None:
-                    self.stats.add(created=1)
-                    return
+                    return (Action.CREATED,)
                 profile = self._upsert_conflict(item, conflict)
-            if self._update_counted(item, profile, mark):
-                return
+            written = self._write_changes(item, profile, mark)
+            if written is not Written.GONE:
+                return written.actions
         raise ProfileRefused("moved_meanwhile", MOVED_MEANWHILE)
 
     def _upsert_conflict(self, item: Item, conflict: Conflict) -> dict[str, t.Any]:
@@ -224,7 +253,7 @@ class CustomerProfileSink(DeliverySink):
 
     # --- insert -------------------------------------------------------------
 
-    def _insert(self, item: Item) -> None:
+    def _insert(self, item: Item) -> Actions:
         """Create; an existing profile is refused unless this key created it."""
         body = self._create_body(item)
         conflict = self.client.create(body)
@@ -238,7 +267,7 @@ class CustomerProfileSink(DeliverySink):
                 or self._write_changes(item, profile, mark) is Written.GONE
             ):
                 raise ProfileRefused("moved_meanwhile", MOVED_MEANWHILE, 409)
-        self.stats.add(created=1)
+        return (Action.CREATED,)
 
     def _created_by_us(self, item: Item, conflict: Conflict, sent_id: str) -> bool:
         """A clash with the id derived from this key: an earlier attempt's create.
@@ -252,25 +281,19 @@ class CustomerProfileSink(DeliverySink):
 
     # --- update -------------------------------------------------------------
 
-    def _update_by_id(self, item: Item) -> None:
+    def _update_by_id(self, item: Item) -> Actions:
         """Read by id (following merges) and PATCH what differs."""
         for _ in range(ATTEMPTS):
             mark = self.locks.mark()
             profile = self.client.read(item.key)
             if profile is None:
                 raise ProfileRefused("not_found", NOT_FOUND, 404)
-            if self._update_counted(item, profile, mark):
-                return
+            written = self._write_changes(item, profile, mark)
+            if written is not Written.GONE:
+                return written.actions
         raise ProfileRefused("moved_meanwhile", MOVED_MEANWHILE)
 
     # --- shared steps -------------------------------------------------------
-
-    def _update_counted(self, item: Item, profile: dict[str, t.Any], mark: int) -> bool:
-        """Bring a found profile up to date; False when it vanished meanwhile."""
-        written = self._write_changes(item, profile, mark)
-        if written is Written.UPDATED:
-            self.stats.add(updated=1)
-        return written is not Written.GONE
 
     def _write_changes(
         self, item: Item, profile: dict[str, t.Any], mark: int
@@ -306,35 +329,42 @@ class CustomerProfileSink(DeliverySink):
 
     # --- dry run ------------------------------------------------------------
 
-    def _plan_upsert(self, item: Item) -> str:
+    def _plan_upsert(self, item: Item) -> Actions:
         profile = self._find(item.key)
         if profile is None:
-            return "create"
-        return "update" if profile_changes(profile, item.payload) else "unchanged"
+            return (Action.CREATED,)
+        return (Action.UPDATED,) if profile_changes(profile, item.payload) else ()
 
-    def _plan_insert(self, item: Item) -> str:
+    def _plan_insert(self, item: Item) -> Actions:
         """Refuse what a create would collide with (mobile clashes aside)."""
         body = self._create_body(item)
         if self.client.read(body["id"]) is not None:
             if self._is_derived(item):
-                return "create"
+                return (Action.CREATED,)
             raise already_exists(Conflict("id", body["id"], "customer ID exists"))
         for entry in item.payload.get("emails") or []:
             if found := self.client.find_by_email(entry["original"]):
                 holder = str(found[0]["id"])
                 raise already_exists(Conflict("emails", holder, "email is taken"))
-        return "create"
+        return (Action.CREATED,)
 
-    def _plan_update(self, item: Item) -> str:
+    def _plan_update(self, item: Item) -> Actions:
         profile = self.client.read(item.key)
         if profile is None:
             raise ProfileRefused("not_found", NOT_FOUND, 404)
-        return "update" if profile_changes(profile, item.payload) else "unchanged"
+        return (Action.UPDATED,) if profile_changes(profile, item.payload) else ()
 
 
-def refusal(item: Item, exc: ProfileRefused) -> Reject:
-    """The reject written for a refused record."""
-    return Reject(item.key, exc.reason, exc.message, exc.http_status, exc.fields)
+def refusal(item: Item, exc: ProfileRefused) -> Outcome:
+    """The outcome of a refused record; a moved profile is worth a retry."""
+    return Outcome.refused(
+        item,
+        exc.reason,
+        exc.message,
+        http_status=exc.http_status,
+        fields=exc.fields,
+        permanent=exc.reason not in TRANSIENT_REASONS,
+    )
 
 
 def already_exists(conflict: Conflict) -> ProfileRefused:

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import math
 import typing as t
-import urllib.parse
 
 from singer_sdk import typing as th
+from typing_extensions import override
 
-from singer_delivery.http import RetryPolicy, Transport
-from singer_delivery.ratelimit import RateLimiter
-from singer_delivery.settings import check_base_url, delivery_properties
-from singer_delivery.target import DeliveryTarget
+from singer_delivery import (
+    DeliveryTarget,
+    RateLimiter,
+    RetryPolicy,
+    Transport,
+    delivery_settings,
+)
+from singer_delivery.settings import check_base_url
 from target_gladly import contract
 from target_gladly.client import GladlyClient
 from target_gladly.mapping import check_field_mapping
 from target_gladly.sinks import CustomerProfileSink, ProfileLocks
+
+if t.TYPE_CHECKING:
+    from singer_delivery.budget import CallBudget
 
 SYNC_MODES = ("upsert", "insert", "update")
 AUDIENCE_MODES = ("add", "remove", "mirror")
@@ -25,24 +32,15 @@ NO_AUDIENCES = (
 )
 
 DEFAULT_RATE = 10
-DEFAULT_MAX_RETRIES = 3
-DEFAULT_TIMEOUT = 30.0
+#: One profile per request: batches only group records for change detection.
+MAX_BATCH_ROWS = 1000
 
 #: Connections: pacing, not the pool, must be what makes a request wait, or
 #: a request would take its pacing slot and then go out late in a burst.
 MAX_CONNECTIONS = 64
 
 
-def shared_properties() -> list[th.Property]:
-    """The shared settings, with Gladly's default for ``max_retries``."""
-    properties = delivery_properties()
-    for prop in properties:
-        if prop.name == "max_retries":
-            prop.default = DEFAULT_MAX_RETRIES
-    return properties
-
-
-class TargetGladly(DeliveryTarget):
+class TargetGladly(DeliveryTarget[ProfileLocks]):
     """Keeps Gladly customer profiles in sync with a warehouse table."""
 
     name = "target-gladly"
@@ -50,7 +48,7 @@ class TargetGladly(DeliveryTarget):
     config_jsonschema = th.PropertiesList(
         th.Property(
             "domain",
-            th.StringType,
+            th.StringType(min_length=1),
             required=True,
             description=(
                 "The organization's Gladly subdomain, e.g. mycompany for "
@@ -69,13 +67,13 @@ class TargetGladly(DeliveryTarget):
         ),
         th.Property(
             "username",
-            th.StringType,
+            th.StringType(min_length=1),
             required=True,
             description="Email address of the Gladly API user.",
         ),
         th.Property(
             "api_token",
-            th.StringType,
+            th.StringType(min_length=1),
             required=True,
             secret=True,
             description="API token of that user (HTTP Basic password).",
@@ -84,6 +82,7 @@ class TargetGladly(DeliveryTarget):
             "sync_mode",
             th.StringType,
             default="upsert",
+            allowed_values=list(SYNC_MODES),
             description=(
                 "upsert: match by email, update what differs or create; insert: "
                 "only create, existing profiles are rejected; update: only update "
@@ -113,7 +112,7 @@ class TargetGladly(DeliveryTarget):
         ),
         th.Property(
             "max_requests_per_second",
-            th.NumberType,
+            th.NumberType(exclusive_minimum=0),
             default=DEFAULT_RATE,
             description=(
                 "Requests per second for each HTTP method (GET, POST, PATCH "
@@ -121,17 +120,13 @@ class TargetGladly(DeliveryTarget):
                 "10 per method for the whole organization."
             ),
         ),
-        *shared_properties(),
+        *delivery_settings(max_batch_rows=MAX_BATCH_ROWS, default_max_retries=3),
     ).to_dict()
-
-    def __init__(self, **kwargs: t.Any) -> None:
-        self._transport: Transport | None = None
-        self.profile_locks = ProfileLocks()
-        super().__init__(**kwargs)
 
     # --- settings -----------------------------------------------------------
 
     @property
+    @override
     def api_url(self) -> str:
         """``base_url`` when set, else the organization's Gladly host."""
         if base_url := self.config.get("base_url"):
@@ -141,9 +136,10 @@ class TargetGladly(DeliveryTarget):
     @property
     def rate(self) -> float:
         """Requests per second allowed for each HTTP method."""
-        return float(self.config.get("max_requests_per_second", DEFAULT_RATE))
+        return float(self.config["max_requests_per_second"])
 
     @property
+    @override
     def request_concurrency(self) -> int:
         """Records in flight per stream: about one per request per second.
 
@@ -152,20 +148,21 @@ class TargetGladly(DeliveryTarget):
         """
         return min(32, max(8, math.ceil(self.rate)))
 
-    @property
-    def lock_name(self) -> str:
-        """One run at a time per Gladly organization (or emulator)."""
-        return f"{self.name} {urllib.parse.urlsplit(self.api_url).netloc}"
+    @override
+    def delivery_threads(self, transport: Transport) -> int:
+        """Two batches at once: each already spreads its records over
+        ``request_concurrency`` threads, and pacing is the limit."""
+        return 2
 
+    @override
     def check_settings(self) -> list[str]:
-        """Domain, base URL, modes, mapping and rate, on top of the shared checks."""
+        """Domain, base URL, modes and mapping, on top of the shared checks."""
         errors = super().check_settings()
         config = self.config
-        if domain := config.get("domain"):
-            try:
-                contract.gladly_host(domain)
-            except ValueError as exc:
-                errors.append(str(exc))
+        try:
+            contract.gladly_host(config["domain"])
+        except ValueError as exc:
+            errors.append(str(exc))
         base_url = config.get("base_url")
         if base_url and (
             problem := check_base_url(
@@ -176,38 +173,30 @@ class TargetGladly(DeliveryTarget):
         errors += check_modes(config)
         if mapping := config.get("field_mapping"):
             errors += check_field_mapping(mapping)
-        rate = config.get("max_requests_per_second", DEFAULT_RATE)
-        if not rate > 0:
-            errors.append(
-                f"max_requests_per_second must be more than 0 (got {rate}); "
-                "Gladly allows 10 per HTTP method"
-            )
         return errors
 
     # --- API ----------------------------------------------------------------
 
-    @property
-    def transport(self) -> Transport:
-        """The connection pool, pacing and credentials every sink shares."""
-        if self._transport is None:
-            transport = Transport(
-                base_url=self.api_url,
-                timeout=float(self.config.get("request_timeout", DEFAULT_TIMEOUT)),
-                retry=RetryPolicy(
-                    total=int(self.config.get("max_retries", DEFAULT_MAX_RETRIES))
-                ),
-                max_concurrency=MAX_CONNECTIONS,
-                rate_limiter=RateLimiter(self.rate),
-                fatal_check=contract.credential_failure,
-                user_agent=f"{self.name}/{self.plugin_version}",
-            )
-            transport.session.auth = (self.config["username"], self.config["api_token"])
-            self._transport = transport
-        return self._transport
+    @override
+    def create_transport(self, *, budget: CallBudget | None) -> Transport:
+        """Paced at ``max_requests_per_second`` per method, HTTP Basic."""
+        transport = Transport(
+            base_url=self.api_url,
+            timeout=float(self.config["request_timeout"]),
+            retry=RetryPolicy(total=int(self.config["max_retries"])),
+            max_concurrency=MAX_CONNECTIONS,
+            rate_limiter=RateLimiter(self.rate),
+            fatal_check=contract.credential_failure,
+            budget=budget,
+            user_agent=f"{self.name}/{self.plugin_version}",
+        )
+        transport.session.auth = (self.config["username"], self.config["api_token"])
+        return transport
 
-    def preflight(self) -> None:
+    @override
+    def preflight(self, transport: Transport) -> ProfileLocks:
         """Check credentials and permission before any input is read."""
-        response = GladlyClient(self.transport).organization()
+        response = GladlyClient(transport).organization()
         limit = response.headers.get(contract.LIMIT_HEADER, "")
         if limit.isdigit() and int(limit) < self.rate:
             self.logger.warning(
@@ -216,6 +205,7 @@ class TargetGladly(DeliveryTarget):
                 limit,
                 self.rate,
             )
+        return ProfileLocks()
 
 
 def check_modes(config: t.Mapping[str, t.Any]) -> list[str]:

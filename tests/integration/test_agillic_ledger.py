@@ -75,8 +75,11 @@ def test_refused_record_is_sent_again_next_run_and_listed_in_rejects(
     assert {"run_id", "time", "reason", "http_status", "fields"} <= set(line)
 
     agillic_emulator.refuse_rules.clear()
+    # an unchanged payload refused for good is quarantined by default; the
+    # instance was fixed instead of the data, so the user asks to retry it
+    retry = {**agillic_config, "retry_rejected": "always"}
     mark = len(agillic_emulator.requests)
-    second = run_target("target-agillic", agillic_config, messages(rows), tmp_path)
+    second = run_target("target-agillic", retry, messages(rows), tmp_path)
     assert second.returncode == 0, second.stderr
     assert agillic_emulator.upserted_ids(mark) == [refused]
     assert refused in agillic_emulator.recipients
@@ -209,7 +212,7 @@ def test_passing_max_reject_ratio_fails_the_run_after_delivering(
 def test_second_run_against_the_same_ledger_and_instance_fails_clearly(
     agillic_emulator: AgillicEmulator, agillic_config: Config, tmp_path: Path
 ) -> None:
-    ledger = Ledger(agillic_config["ledger_url"])
+    ledger = Ledger.open(agillic_config["ledger_url"])
     endpoint = agillic_config["api_endpoint"].split("://", 1)[1]
     with ledger.run_lock(f"target-agillic {endpoint}", timeout=1):
         config = {**agillic_config, "ledger_lock_timeout": 1}

@@ -19,7 +19,11 @@ from singer_sdk.testing.runners import TargetTestRunner
 
 from delivery_emulators import AgillicEmulator
 from target_agillic.target import TargetAgillic
-from tests.integration.standard import rejects_of, suite_with
+from tests.integration.standard import (
+    RecordMissingKeyIsRejected,
+    rejects_of,
+    suite_with,
+)
 
 STREAMS = importlib.resources.files("singer_sdk.testing") / "target_test_streams"
 
@@ -118,6 +122,13 @@ class PrimaryKeyUpdates(Checked, sdk.TargetPrimaryKeyUpdates):
         assert self.stored["2"]["name"] == "Bob"
 
 
+class RecordMissingKeyProperty(Checked, RecordMissingKeyIsRejected):
+    def validate(self) -> None:
+        assert self.stored == {}
+        assert [r["reason"] for r in self.rejects] == ["missing_recipient_id"]
+        assert [r["key"] for r in self.rejects] == ["id=None"]
+
+
 class RecordMissingOptionalFields(Checked, sdk.TargetRecordMissingOptionalFields):
     def validate(self) -> None:
         assert self.stored == {
@@ -165,6 +176,7 @@ SUITE = suite_with(
     NoPrimaryKeys,
     OptionalAttributes,
     PrimaryKeyUpdates,
+    RecordMissingKeyProperty,
     RecordMissingOptionalFields,
     RecordMissingRequiredProperty,
     SchemaNoProperties,

@@ -18,7 +18,11 @@ from singer_sdk.testing.runners import TargetTestRunner
 
 from delivery_emulators import GladlyEmulator
 from target_gladly.target import TargetGladly
-from tests.integration.standard import rejects_of, suite_with
+from tests.integration.standard import (
+    RecordMissingKeyIsRejected,
+    rejects_of,
+    suite_with,
+)
 
 #: The camel-case samples call their key ``Id``.
 MAPPINGS = {
@@ -118,6 +122,13 @@ class PrimaryKeyUpdates(Checked, sdk.TargetPrimaryKeyUpdates):
         }
 
 
+class RecordMissingKeyProperty(Checked, RecordMissingKeyIsRejected):
+    def validate(self) -> None:
+        assert self.stored == {}
+        assert [r["reason"] for r in self.rejects] == ["missing_key"]
+        assert [r["key"] for r in self.rejects] == ["id=None"]
+
+
 class RecordMissingOptionalFields(Checked, sdk.TargetRecordMissingOptionalFields):
     def validate(self) -> None:
         assert self.stored == {"1": attributes(optional="now you see me"), "2": {}}
@@ -162,6 +173,7 @@ SUITE = suite_with(
     NoPrimaryKeys,
     OptionalAttributes,
     PrimaryKeyUpdates,
+    RecordMissingKeyProperty,
     RecordMissingOptionalFields,
     RecordMissingRequiredProperty,
     SchemaNoProperties,

@@ -1,47 +1,62 @@
-"""The ledger on SQLite and PostgreSQL: lookups, commits, members, lock."""
+"""The ledger on SQLite and PostgreSQL: lookups, commits, members, lock, schema."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import typing as t
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from singer_delivery.ledger import (
+    SCHEMA_VERSION,
     Ledger,
     LedgerBusy,
+    LedgerError,
+    LedgerUrl,
+    RejectRow,
     Scope,
     default_ledger_url,
-    normalize_url,
-    validate_ledger_url,
+    redact_url,
 )
 
 SCOPE = Scope("target-x", "api.example", "recipients", "EMAIL", "customers")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Ledger:
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
-        return Ledger(request.getfixturevalue("postgres_url"))
-    return Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+        return t.cast(str, request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+
+
+@pytest.fixture
+def ledger(url: str) -> Ledger:
+    return Ledger.open(url)
+
+
+def fingerprints(ledger: Ledger, keys: list[str]) -> dict[str, str | None]:
+    return {k: v.fingerprint for k, v in ledger.lookup(SCOPE.scope_id, keys).items()}
 
 
 def test_fingerprints_round_trip_in_chunks_and_update_in_place(ledger: Ledger) -> None:
     ledger.register(SCOPE)
     pairs = [(f"k{i:05d}", f"f{i}") for i in range(1203)]
     ledger.record_deliveries(SCOPE.scope_id, pairs)
-    found = ledger.fingerprints(SCOPE.scope_id, [k for k, _ in pairs] + ["missing"])
+    found = fingerprints(ledger, [k for k, _ in pairs] + ["missing"])
     assert found == dict(pairs)
 
     ledger.record_deliveries(SCOPE.scope_id, [("k00001", "new")])
-    assert ledger.fingerprints(SCOPE.scope_id, ["k00001"]) == {"k00001": "new"}
+    assert fingerprints(ledger, ["k00001"]) == {"k00001": "new"}
     assert ledger.delivered_count(SCOPE.scope_id) == 1203
 
 
 def test_scopes_are_isolated(ledger: Ledger) -> None:
     other = Scope("target-x", "api.example", "recipients", "EMAIL", "leads")
     ledger.record_deliveries(SCOPE.scope_id, [("k", "f")])
-    assert ledger.fingerprints(other.scope_id, ["k"]) == {}
+    assert ledger.lookup(other.scope_id, ["k"]) == {}
     assert SCOPE.scope_id != other.scope_id
 
 
@@ -50,9 +65,12 @@ def test_members_are_streamed_in_pages(ledger: Ledger) -> None:
     ledger.add_members(SCOPE.scope_id, ids)
     ledger.add_members(SCOPE.scope_id, ids[:10])
     assert ledger.member_count(SCOPE.scope_id) == 1100
-    assert sorted(ledger.iter_members(SCOPE.scope_id, batch=300)) == sorted(ids)
+    pages = list(ledger.iter_members(SCOPE.scope_id, page=300))
+    assert [len(p) for p in pages] == [300, 300, 300, 200]
+    assert sorted(m for p in pages for m in p) == sorted(ids)
     ledger.remove_members(SCOPE.scope_id, ids[:600])
-    assert sorted(ledger.iter_members(SCOPE.scope_id)) == sorted(ids[600:])
+    remaining = [m for p in ledger.iter_members(SCOPE.scope_id) for m in p]
+    assert sorted(remaining) == sorted(ids[600:])
 
 
 def test_parallel_commits_from_threads_are_all_kept(ledger: Ledger) -> None:
@@ -68,8 +86,8 @@ def test_parallel_commits_from_threads_are_all_kept(ledger: Ledger) -> None:
     assert ledger.delivered_count(SCOPE.scope_id) == 1600
 
 
-def test_run_lock_is_exclusive_and_released(ledger: Ledger) -> None:
-    second = Ledger(str(ledger.url.render_as_string(hide_password=False)))
+def test_run_lock_is_exclusive_and_released(url: str, ledger: Ledger) -> None:
+    second = Ledger.open(url)
     with ledger.run_lock("target-x api.example", timeout=1):
         with (
             pytest.raises(LedgerBusy, match="another run is writing"),
@@ -82,21 +100,150 @@ def test_run_lock_is_exclusive_and_released(ledger: Ledger) -> None:
         pass
 
 
+def test_the_sqlite_lock_file_goes_with_the_run(tmp_path: Path) -> None:
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    with ledger.run_lock("target-x api.example", timeout=1):
+        assert list(tmp_path.glob("*.lock"))
+    assert not list(tmp_path.glob("*.lock"))
+
+
 def test_urls() -> None:
-    assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
-    assert validate_ledger_url("mysql://u@h/db") is not None
-    assert validate_ledger_url("sqlite:///x.db") is None
+    assert LedgerUrl.parse("postgresql+psycopg://u@h/db").location == (
+        "postgresql://u@h/db"
+    )
+    assert LedgerUrl.parse("sqlite:///x.db").location == "x.db"
+    assert LedgerUrl.parse("sqlite://").location is None
+    with pytest.raises(LedgerError, match="ledger_url uses 'mysql'"):
+        LedgerUrl.parse("mysql://u@h/db")
     assert default_ledger_url({"MELTANO_PROJECT_ROOT": "/p"}) == (
         "sqlite:////p/.meltano/delivery-ledger.sqlite"
     )
 
 
+def test_passwords_never_appear_in_messages() -> None:
+    assert redact_url("postgresql://u:s3cret@h/db") == "postgresql://u:***@h/db"
+    with pytest.raises(LedgerError) as raised:
+        LedgerUrl.parse("mysql://u:s3cret@h/db")
+    assert "s3cret" not in str(raised.value)
+    with pytest.raises(LedgerError) as refused:
+        Ledger.open("postgresql://u:s3cret@127.0.0.1:1/db")
+    assert "s3cret" not in str(refused.value)
+    assert "ledger_url" in str(refused.value)
+    assert "***" in str(refused.value)
+
+
 def test_buffered_deliveries_are_visible_before_and_after_the_flush(
-    ledger: Ledger,
+    url: str, ledger: Ledger
 ) -> None:
     ledger.record_deliveries(SCOPE.scope_id, [("a", "1"), ("b", "2")])
-    assert ledger.fingerprints(SCOPE.scope_id, ["a", "b"]) == {"a": "1", "b": "2"}
+    assert fingerprints(ledger, ["a", "b"]) == {"a": "1", "b": "2"}
     ledger.forget_deliveries(SCOPE.scope_id, ["b"])
     ledger.flush()
-    fresh = Ledger(ledger.url.render_as_string(hide_password=False))
-    assert fresh.fingerprints(SCOPE.scope_id, ["a", "b"]) == {"a": "1"}
+    fresh = Ledger.open(url)
+    assert fingerprints(fresh, ["a", "b"]) == {"a": "1"}
+
+
+def reject(key: str, fingerprint: str, *, permanent: bool = True) -> RejectRow:
+    return RejectRow(
+        key, f"{key}@example.com", fingerprint, "s", "refused", "no", 400, permanent
+    )
+
+
+def test_permanent_rejects_quarantine_their_payload_until_delivered(
+    ledger: Ledger,
+) -> None:
+    ledger.register(SCOPE)
+    ledger.record_rejects(
+        SCOPE.scope_id, [reject("a", "fa"), reject("b", "fb", permanent=False)]
+    )
+    known = ledger.lookup(SCOPE.scope_id, ["a", "b", "c"])
+    assert (known["a"].refused_fingerprint, known["a"].refused_reason) == (
+        "fa",
+        "refused",
+    )
+    assert "b" not in known  # transient: never quarantined
+    assert ledger.lookup(SCOPE.scope_id, ["a"], quarantine=False) == {}
+    assert ledger.open_rejects(SCOPE.scope_id) == 2
+
+    ledger.record_deliveries(SCOPE.scope_id, [("a", "fa2")])
+    ledger.flush()
+    assert ledger.open_rejects(SCOPE.scope_id) == 1
+    assert ledger.lookup(SCOPE.scope_id, ["a"])["a"].refused_fingerprint is None
+
+
+def test_calls_are_reserved_atomically_up_to_the_budget(url: str) -> None:
+    ledgers = [Ledger.open(url) for _ in range(4)]
+    granted: list[int] = []
+
+    def reserve(ledger: Ledger) -> None:
+        for _ in range(20):
+            granted.append(ledger.reserve_calls("api.example", "2026-12-01", 7, 100))
+
+    threads = [threading.Thread(target=reserve, args=(x,)) for x in ledgers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(granted) == 100
+    ledgers[0].return_calls("api.example", "2026-12-01", 30)
+    assert ledgers[1].calls_today("api.example", "2026-12-01") == 70
+
+
+V1_SQLITE = """
+CREATE TABLE ledger_scopes (scope_id VARCHAR(32) NOT NULL, description TEXT NOT NULL,
+    created_at DATETIME NOT NULL, PRIMARY KEY (scope_id));
+CREATE TABLE ledger_deliveries (scope_id VARCHAR(32) NOT NULL, key_hash VARCHAR(32)
+    NOT NULL, fingerprint VARCHAR(32) NOT NULL, delivered_at DATETIME DEFAULT
+    (CURRENT_TIMESTAMP) NOT NULL, PRIMARY KEY (scope_id, key_hash)) WITHOUT ROWID;
+CREATE TABLE ledger_members (scope_id VARCHAR(32) NOT NULL, member_id VARCHAR(512)
+    NOT NULL, added_at DATETIME NOT NULL, PRIMARY KEY (scope_id, member_id));
+INSERT INTO ledger_deliveries (scope_id, key_hash, fingerprint) VALUES
+    ('{scope}', 'k1', 'f1');
+"""
+
+
+def test_a_ledger_of_the_first_schema_is_migrated_in_place(tmp_path: Path) -> None:
+    """The tables as the first release's SQLAlchemy models created them."""
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(V1_SQLITE.format(scope=SCOPE.scope_id))
+    ledger = Ledger.open(f"sqlite:///{path}")
+    assert fingerprints(ledger, ["k1"]) == {"k1": "f1"}
+    with sqlite3.connect(path) as conn:
+        (version,) = conn.execute(
+            "SELECT value FROM ledger_meta WHERE name = 'schema_version'"
+        ).fetchone()
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert int(version) == SCHEMA_VERSION
+    assert {"ledger_rejects", "ledger_runs", "ledger_run_counts"} <= tables
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    Ledger.open(url).close()
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as conn:
+        conn.execute("UPDATE ledger_meta SET value = '99'")
+    with pytest.raises(LedgerError, match="newer release"):
+        Ledger.open(url)
+
+
+def test_postgres_migration_is_safe_for_concurrent_runners(postgres_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def open_ledger() -> None:
+        try:
+            Ledger.open(postgres_url).close()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_ledger) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with psycopg.connect(postgres_url) as conn:
+        (version,) = conn.execute(
+            "SELECT value FROM ledger_meta WHERE name = 'schema_version'"
+        ).fetchone()
+    assert int(version) == SCHEMA_VERSION

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
-import datetime
 import decimal
+import typing as t
 
 import pytest
 
-from singer_delivery.sink import RecordRejected
-from target_agillic.mapping import PersonDataMapping, to_strftime
+from singer_delivery import RecordRejected
+from target_agillic.mapping import (
+    DATE_FORMAT,
+    TIMESTAMP_FORMAT,
+    CompiledMapping,
+    PersonDataMapping,
+    to_strftime,
+)
+
+DATES = {
+    "type": "object",
+    "properties": {
+        "D": {"type": ["string", "null"], "format": "date"},
+        "T": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]},
+    },
+}
 
 
-def mapping(**settings: object) -> PersonDataMapping:
-    return PersonDataMapping.from_settings(settings)
+def mapping(
+    schema: dict[str, t.Any] | None = None, **settings: t.Any
+) -> CompiledMapping:
+    defaults = {
+        "recipient_id_field": "EMAIL",
+        "date_format": DATE_FORMAT,
+        "timestamp_format": TIMESTAMP_FORMAT,
+    }
+    chosen = PersonDataMapping.from_settings({**defaults, **settings})
+    return chosen.compile(schema or DATES)
 
 
 def test_without_mapping_fields_keep_their_names_and_sdc_fields_are_dropped() -> None:
@@ -45,26 +67,35 @@ def test_recipient_id_field_is_configurable() -> None:
 
 
 def test_dates_and_timestamps_use_the_configured_formats() -> None:
-    m = mapping()
-    assert m.value("D", datetime.date(2024, 3, 7)) == "07.03.2024"
-    ts = datetime.datetime(2024, 3, 7, 9, 5, 1)
-    assert m.value("T", ts) == "07.03.2024 09:05:01"
+    data = mapping().person_data({"D": "2024-03-07", "T": "2024-03-07T09:05:01"})
+    assert data == {"D": "07.03.2024", "T": "07.03.2024 09:05:01"}
 
 
 def test_custom_formats_and_aware_timestamps_in_utc() -> None:
     m = mapping(date_format="yyyy-MM-dd", timestamp_format="yyyy-MM-dd'T'HH:mm:ss.SSS")
-    tz = datetime.timezone(datetime.timedelta(hours=2))
-    ts = datetime.datetime(2024, 3, 7, 9, 5, 1, 250000, tzinfo=tz)
-    assert m.value("T", ts) == "2024-03-07T07:05:01.250"
-    assert m.value("D", datetime.date(2024, 12, 31)) == "2024-12-31"
+    data = m.person_data({"T": "2024-03-07T09:05:01.250+02:00", "D": "2024-12-31"})
+    assert data == {"T": "2024-03-07T07:05:01.250", "D": "2024-12-31"}
+
+
+def test_invalid_dates_are_rejected_naming_the_field() -> None:
+    with pytest.raises(RecordRejected) as exc:
+        mapping().person_data({"EMAIL": "a@b.com", "D": "31.12.2024"})
+    assert (exc.value.reason, exc.value.fields) == ("invalid_record", ("D",))
 
 
 def test_decimals_stay_exact_and_integral_ones_become_ints() -> None:
-    m = mapping()
-    assert m.value("N", decimal.Decimal("12.50")) == decimal.Decimal("12.50")
-    assert m.value("N", decimal.Decimal("42.000")) == 42
-    assert isinstance(m.value("N", decimal.Decimal("42.000")), int)
-    assert m.value("B", True) is True
+    data = mapping().person_data(
+        {"N": decimal.Decimal("12.50"), "I": decimal.Decimal("42.000"), "B": True}
+    )
+    assert data["N"] == decimal.Decimal("12.50")
+    assert data["I"] == 42
+    assert isinstance(data["I"], int)
+    assert data["B"] is True
+
+
+def test_nulls_and_empty_strings_are_sent_as_they_are() -> None:
+    data = mapping().person_data({"EMAIL": "a@b.com", "FIRSTNAME": None, "TIER": ""})
+    assert data == {"EMAIL": "a@b.com", "FIRSTNAME": None, "TIER": ""}
 
 
 def test_nested_values_are_rejected_naming_the_field() -> None:

@@ -1,0 +1,168 @@
+"""What a destination says about each record it was given.
+
+A destination's ``deliver`` (or, in a dry run, ``plan``) returns exactly one
+:class:`Outcome` per :class:`Item`: delivered with the actions taken, refused
+with a :class:`Reject`, or deferred until a later checkpoint. Everything that
+follows from an outcome (ledger commits, the rejects file, quarantine, counts,
+the dry-run plan) is the recorder's business, never the destination's.
+"""
+
+from __future__ import annotations
+
+import enum
+import typing as t
+from dataclasses import dataclass, field
+
+
+class Action(enum.StrEnum):
+    """What a destination did (or, in a dry run, would do) with an item."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    #: Written by an upsert that does not say whether it created or updated.
+    UPSERTED = "upserted"
+    ADDED = "added"
+    REMOVED = "removed"
+    DELETED = "deleted"
+    FIRED = "fired"
+
+    @property
+    def verb(self) -> str:
+        """The dry-run plan's word for the action (``create``, ``group_add``...)."""
+        return _PLAN_VERBS[self]
+
+
+_PLAN_VERBS = {
+    Action.CREATED: "create",
+    Action.UPDATED: "update",
+    Action.UPSERTED: "upsert",
+    Action.ADDED: "group_add",
+    Action.REMOVED: "group_remove",
+    Action.DELETED: "delete",
+    Action.FIRED: "fire",
+}
+
+
+class Reason(enum.StrEnum):
+    """Reject reasons the shared machinery itself gives.
+
+    Destinations add their own (often the API's error code, lower-cased).
+    """
+
+    INVALID_RECORD = "invalid_record"
+    UNREADABLE_LINE = "unreadable_line"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNSUPPORTED_VALUE = "unsupported_value"
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Why one record was not delivered, in terms a person can act on.
+
+    ``permanent`` says whether sending the same payload again would be
+    refused again (a malformed field, an insert of an existing record): such
+    rejects are quarantined until the payload changes. Transient ones (a
+    task that failed as a whole, a row waiting for its recipient) are sent
+    again on the next run.
+    """
+
+    key: str | None
+    reason: str
+    message: str
+    http_status: int | None = None
+    fields: tuple[str, ...] = ()
+    permanent: bool = True
+    record: t.Mapping[str, t.Any] | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Item:
+    """One mapped record on its way to the destination.
+
+    ``encoded`` is the payload's canonical JSON: the fingerprint is its hash
+    and request bodies are built from it, so a payload is encoded once.
+    ``seq`` is the record's position in the input, which decides when a
+    STATE that followed it may be written.
+    """
+
+    key: str
+    payload: t.Any
+    encoded: bytes
+    fingerprint: str
+    key_hash: str
+    seq: int
+    record: t.Mapping[str, t.Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one item.
+
+    Exactly one of three: delivered (``actions`` says what was done, possibly
+    nothing when the destination was already up to date), rejected
+    (``reject``), or deferred (``deferred``: not yet possible, retried at the
+    next checkpoint and rejected with that reason at the end of input).
+    ``verified`` is False when the API acknowledged the write without
+    evidence for this entry (an async task without per-entry results).
+    """
+
+    item: Item
+    actions: tuple[Action, ...] = ()
+    reject: Reject | None = None
+    deferred: Reject | None = None
+    verified: bool = True
+    extra: t.Mapping[str, t.Any] = field(default_factory=dict)
+
+    @classmethod
+    def done(cls, item: Item, *actions: Action, verified: bool = True) -> Outcome:
+        """Delivered: the API acknowledged the item."""
+        return cls(item, actions=actions, verified=verified)
+
+    @classmethod
+    def refused(
+        cls,
+        item: Item,
+        reason: str,
+        message: str,
+        *,
+        http_status: int | None = None,
+        fields: t.Sequence[str] = (),
+        permanent: bool = True,
+    ) -> Outcome:
+        """Rejected: the API (or the destination's own check) refused it."""
+        reject = Reject(
+            item.key, reason, message, http_status, tuple(fields), permanent
+        )
+        return cls(item, reject=reject)
+
+    @classmethod
+    def later(cls, item: Item, reason: str, message: str) -> Outcome:
+        """Deferred: retried at the next checkpoint, rejected at end of input."""
+        return cls(item, deferred=Reject(item.key, reason, message, permanent=False))
+
+    @property
+    def delivered(self) -> bool:
+        """Neither rejected nor deferred."""
+        return self.reject is None and self.deferred is None
+
+
+class RecordRejected(Exception):
+    """Raised by a mapping for a record that must not be sent.
+
+    ``key`` is the destination key when the mapping got that far: a mirror
+    counts such a record as seen even though it is rejected for another field.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        fields: t.Sequence[str] = (),
+        key: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.fields = tuple(fields)
+        self.key = key

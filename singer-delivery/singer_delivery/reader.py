@@ -1,0 +1,90 @@
+"""Reading Singer messages: one bad line is a reject, never the end of the run.
+
+singer-sdk's readers stop the whole run at the first line that is not JSON,
+and log the line (personal data included) on the way. This reader counts
+lines, hands an unreadable one to ``on_unreadable`` with its line number
+only, and lets the run wait for input in a way a SIGTERM can interrupt.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import decimal
+import sys
+import typing as t
+
+import msgspec
+from singer_sdk.singerlib.encoding.base import GenericSingerReader
+from typing_extensions import override
+
+#: ``(line number, why)`` for a line that is not a Singer message.
+UnreadableHandler = t.Callable[[int, str], None]
+
+_DECODER = msgspec.json.Decoder(float_hook=decimal.Decimal)
+
+
+class DeliveryReader(GenericSingerReader[str]):
+    """Numbered, forgiving, interruptible reading of stdin (or a file)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_unreadable: UnreadableHandler = _refuse
+        self.waiting: t.Callable[[], t.ContextManager[None]] = contextlib.nullcontext
+        self.line_number = 0
+
+    @property
+    @override
+    def default_input(self) -> t.IO[str]:
+        return sys.stdin
+
+    @override
+    def deserialize_json(self, line: str) -> dict[str, t.Any]:
+        message = _DECODER.decode(line)
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            raise msgspec.DecodeError("not a Singer message (no 'type')")
+        return message
+
+    @override
+    def process_lines(
+        self,
+        file_input: t.IO[str] | None,
+        callbacks: dict[str, t.Callable[[dict[str, t.Any]], None]],
+    ) -> collections.Counter[str]:
+        """Call the callback of each message's type, line by line.
+
+        Waiting for the next line happens inside ``waiting()``, where a
+        SIGTERM may interrupt it; handling a message never does.
+        """
+        counts: collections.Counter[str] = collections.Counter()
+        lines = iter(file_input or self.default_input)
+        while True:
+            with self.waiting():
+                line = next(lines, None)
+            if line is None:
+                return counts
+            self.line_number += 1
+            if not line.strip():
+                continue
+            try:
+                message = self.deserialize_json(line)
+            except msgspec.DecodeError as exc:
+                self.on_unreadable(self.line_number, _reason(exc))
+                continue
+            kind = message["type"]
+            callback = callbacks.get(kind)
+            if callback is None:
+                self.on_unreadable(self.line_number, f"unknown message type {kind!r}")
+                continue
+            callback(message)
+            counts[kind] += 1
+
+
+def _reason(exc: msgspec.DecodeError) -> str:
+    """The decoder's complaint, which names positions, never content."""
+    return str(exc).split("\n", 1)[0][:120]
+
+
+def _refuse(line_number: int, reason: str) -> None:
+    msg = f"input line {line_number} is not a Singer message: {reason}"
+    raise ValueError(msg)

@@ -1,0 +1,280 @@
+"""What follows from outcomes: one recorder per run, chosen once.
+
+A real run commits (ledger, quarantine, rejects file, counts); a dry run
+plans (plan file, counts) and leaves the ledger untouched. Destinations
+never branch on the dry run or write the ledger: they return outcomes, and
+this module alone decides what each one means.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import threading
+import typing as t
+from collections import Counter
+
+from singer_delivery.ledger import Ledger, RejectRow, Scope
+from singer_delivery.outcomes import Action, Item, Outcome, Reject
+
+if t.TYPE_CHECKING:
+    from singer_delivery.outputs import PlanFile, RejectsFile
+    from singer_delivery.report import StreamStats
+
+#: Where each action is counted in the report.
+ACTION_COUNTS = {
+    Action.CREATED: "created",
+    Action.UPDATED: "updated",
+    Action.UPSERTED: None,
+    Action.ADDED: "group_added",
+    Action.REMOVED: "group_removed",
+    Action.DELETED: "deleted",
+    Action.FIRED: "fired",
+}
+
+
+class Destination(t.Protocol):
+    """What the recorder needs to know of the sink an outcome came from."""
+
+    stream_name: str
+    stats: StreamStats
+
+    @property
+    def scope_id(self) -> str: ...
+
+    @property
+    def membership(self) -> Membership | None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Membership:
+    """The ledger scopes of a set the destination keeps (a static group).
+
+    ``members`` remembers who was added (a mirror removes only those);
+    ``removals`` holds the payloads of removal requests, so an unchanged
+    removal is not repeated. Adding a member forgets its removal, removing
+    one forgets its addition, so the same record works again later.
+    """
+
+    members: Scope
+    removals: Scope
+
+
+class Recorder(abc.ABC):
+    """Settles outcomes; thread-safe (delivery threads call it)."""
+
+    dry_run: t.ClassVar[bool]
+
+    def __init__(self, rejects: RejectsFile) -> None:
+        self.rejects = rejects
+        self._lock = threading.Lock()
+
+    # --- records that never reach the destination ---------------------------
+
+    def unmapped(
+        self, sink: Destination, reject: Reject, *, invalid: bool = False
+    ) -> None:
+        """A record refused before it had a payload (schema, mapping)."""
+        if invalid:
+            sink.stats.add(invalid=1)
+        self._reject(sink.stream_name, sink.stats, reject)
+
+    def unreadable(self, stats: StreamStats, reject: Reject, line: int) -> None:
+        """An input line that is not a Singer message (line number only)."""
+        self._reject(None, stats, reject, line=line)
+
+    def unchanged(self, sink: Destination, items: t.Sequence[Item]) -> None:
+        """Items whose payload the ledger says was already delivered."""
+        sink.stats.add(unchanged=len(items))
+
+    def quarantined(
+        self, sink: Destination, items: t.Sequence[Item], reasons: t.Sequence[str]
+    ) -> None:
+        """Items whose unchanged payload was refused for good before."""
+        sink.stats.quarantine(reasons)
+
+    # --- outcomes --------------------------------------------------------------
+
+    def settle(
+        self, sink: Destination, outcomes: t.Sequence[Outcome], *, final: bool
+    ) -> list[Item]:
+        """Record every outcome; return the deferred items (none when ``final``,
+        when deferral turns into the reject the destination gave)."""
+        deferred = [o.item for o in outcomes if o.deferred is not None and not final]
+        delivered = [o for o in outcomes if o.delivered]
+        rejected = [
+            (o.item, o.reject or o.deferred)
+            for o in outcomes
+            if o.reject is not None or (final and o.deferred is not None)
+        ]
+        self.delivered(sink, delivered)
+        for item, reject in rejected:
+            self._reject(sink.stream_name, sink.stats, t.cast(Reject, reject), item)
+        self.refused(sink, [(i, t.cast(Reject, r)) for i, r in rejected])
+        return deferred
+
+    @abc.abstractmethod
+    def delivered(self, sink: Destination, outcomes: t.Sequence[Outcome]) -> None:
+        """Items the API acknowledged (or, planning, would write)."""
+
+    @abc.abstractmethod
+    def refused(
+        self, sink: Destination, rejects: t.Sequence[tuple[Item, Reject]]
+    ) -> None:
+        """Items refused: the ledger's part (quarantine) of a reject."""
+
+    def _reject(
+        self,
+        stream: str | None,
+        stats: StreamStats,
+        reject: Reject,
+        item: Item | None = None,
+        line: int | None = None,
+    ) -> None:
+        stats.reject(reject.reason)
+        if self.dry_run:
+            stats.plan("reject")
+        if item is not None and item.record is not None:
+            reject = dataclasses.replace(reject, record=item.record)
+        self.write_reject(stream, reject, line)
+
+    @abc.abstractmethod
+    def write_reject(
+        self, stream: str | None, reject: Reject, line: int | None
+    ) -> None:
+        """The file side of a reject: the rejects file, or the plan."""
+
+
+def _action_counts(outcomes: t.Sequence[Outcome]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for outcome in outcomes:
+        for action in outcome.actions:
+            if name := ACTION_COUNTS[action]:
+                counts[name] += 1
+        if not outcome.verified:
+            counts["unverified"] += 1
+    return counts
+
+
+class CommitRecorder(Recorder):
+    """A real run: the ledger holds exactly what the API acknowledged."""
+
+    dry_run = False
+
+    def __init__(
+        self, rejects: RejectsFile, ledger: Ledger, *, store_reject_keys: bool
+    ) -> None:
+        super().__init__(rejects)
+        self.ledger = ledger
+        self.store_reject_keys = store_reject_keys
+
+    def delivered(self, sink: Destination, outcomes: t.Sequence[Outcome]) -> None:
+        """Commit fingerprints; keep the membership of groups in step."""
+        if not outcomes:
+            return
+        sink.stats.add(delivered=len(outcomes), **_action_counts(outcomes))
+        gone = {Action.DELETED}
+        if membership := sink.membership:
+            self._membership(sink.scope_id, membership, outcomes)
+            if sink.scope_id == membership.members.scope_id:
+                gone.add(Action.REMOVED)  # a mirror's removal undoes the addition
+        kept = [o.item for o in outcomes if gone.isdisjoint(o.actions)]
+        undone = [o.item for o in outcomes if not gone.isdisjoint(o.actions)]
+        self.ledger.record_deliveries(
+            sink.scope_id, [(i.key_hash, i.fingerprint) for i in kept]
+        )
+        if undone:
+            self.ledger.forget_deliveries(sink.scope_id, [i.key_hash for i in undone])
+
+    def _membership(
+        self, scope_id: str, membership: Membership, outcomes: t.Sequence[Outcome]
+    ) -> None:
+        added = [o.item for o in outcomes if Action.ADDED in o.actions]
+        removed = [o.item for o in outcomes if Action.REMOVED in o.actions]
+        members, removals = membership.members.scope_id, membership.removals.scope_id
+        if added:
+            self.ledger.add_members(members, [i.key for i in added])
+            self.ledger.forget_deliveries(removals, [i.key_hash for i in added])
+        if removed:
+            # forgetting the payload makes the same record add the member again
+            self.ledger.remove_members(members, [i.key for i in removed])
+            if scope_id != members:
+                self.ledger.forget_deliveries(members, [i.key_hash for i in removed])
+
+    def refused(
+        self, sink: Destination, rejects: t.Sequence[tuple[Item, Reject]]
+    ) -> None:
+        """Open the ledger's reject rows: permanent ones quarantine the payload."""
+        rows = [
+            RejectRow(
+                key_hash=item.key_hash,
+                key=item.key if self.store_reject_keys else None,
+                fingerprint=item.fingerprint,
+                stream=sink.stream_name,
+                reason=reject.reason,
+                message=reject.message,
+                http_status=reject.http_status,
+                permanent=reject.permanent,
+            )
+            for item, reject in rejects
+        ]
+        self.ledger.record_rejects(sink.scope_id, rows)
+
+    def write_reject(
+        self, stream: str | None, reject: Reject, line: int | None
+    ) -> None:
+        """Append to the rejects file."""
+        self.rejects.write(stream, reject, line)
+
+
+class PlanRecorder(Recorder):
+    """A dry run: one plan line per record and action; the ledger untouched."""
+
+    dry_run = True
+
+    def __init__(self, rejects: RejectsFile, plan: PlanFile) -> None:
+        super().__init__(rejects)
+        self.plan = plan
+
+    def unchanged(self, sink: Destination, items: t.Sequence[Item]) -> None:
+        """Planned as unchanged."""
+        super().unchanged(sink, items)
+        sink.stats.plan("unchanged", len(items))
+        for item in items:
+            self.plan.write(sink.stream_name, item.key, "unchanged")
+
+    def quarantined(
+        self, sink: Destination, items: t.Sequence[Item], reasons: t.Sequence[str]
+    ) -> None:
+        """Planned as quarantined, with the reason it was refused for."""
+        super().quarantined(sink, items, reasons)
+        sink.stats.plan("quarantined", len(items))
+        for item, reason in zip(items, reasons, strict=True):
+            self.plan.write(sink.stream_name, item.key, "quarantined", reason=reason)
+
+    def delivered(self, sink: Destination, outcomes: t.Sequence[Outcome]) -> None:
+        """One plan line per action (an upsert that adds to a group: two)."""
+        for outcome in outcomes:
+            verbs = [action.verb for action in outcome.actions] or ["unchanged"]
+            for verb in verbs:
+                sink.stats.plan(verb)
+                self.plan.write(sink.stream_name, outcome.item.key, verb)
+
+    def refused(
+        self, sink: Destination, rejects: t.Sequence[tuple[Item, Reject]]
+    ) -> None:
+        """Nothing: a dry run quarantines nothing."""
+
+    def write_reject(
+        self, stream: str | None, reject: Reject, line: int | None
+    ) -> None:
+        """A plan line instead of the rejects file."""
+        extra = {"line": line} if line is not None else {}
+        self.plan.write(
+            stream,
+            reject.key,
+            "reject",
+            reason=reject.reason,
+            message=reject.message,
+            **extra,
+        )

@@ -1,0 +1,59 @@
+"""Delivery threads: a fixed pool of daemon threads shared by every sink.
+
+Batches spend most of their time waiting on the API (a task to finish, a
+rate-limit slot), so the pool is sized to the connections the transport
+allows plus a few; more threads would only wait. The threads are daemons:
+a run that stops waiting for a stuck request still ends its process.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import typing as t
+from concurrent.futures import Future
+
+_T = t.TypeVar("_T")
+
+
+class WorkerPool:
+    """Runs callables on ``size`` daemon threads; ``submit`` returns a Future."""
+
+    def __init__(self, size: int, name: str = "deliver") -> None:
+        self._queue: queue.SimpleQueue[
+            tuple[Future[t.Any], t.Callable[[], t.Any]] | None
+        ] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{n}", daemon=True)
+            for n in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, call: t.Callable[[], _T]) -> Future[_T]:
+        """Queue ``call``; its result or exception lands in the Future."""
+        future: Future[_T] = Future()
+        self._queue.put((future, call))
+        return future
+
+    def map(self, call: t.Callable[[t.Any], _T], values: t.Iterable[t.Any]) -> list[_T]:
+        """``call`` for every value on the pool, results in order (re-raises)."""
+        futures = [self.submit(lambda value=value: call(value)) for value in values]
+        return [future.result() for future in futures]
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            future, call = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = call()
+            except BaseException as exc:  # the Future carries it to the waiter
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def shutdown(self) -> None:
+        """Let the threads end once the queue is empty (never waits)."""
+        for _ in self._threads:
+            self._queue.put(None)
