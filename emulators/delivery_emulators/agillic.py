@@ -1,16 +1,58 @@
-"""Agillic REST API emulator, per /work/shared/api-contracts.md ("Agillic").
+"""Agillic REST API emulator, per docs/api-contracts.md ("Agillic").
 
-Run standalone: `python -m delivery_emulators.agillic --port 8765 --task-delay 0.5`.
+Start it with `agillic-emulator --port 8765` (or
+`python -m delivery_emulators.agillic --port 8765`); it prints
+"listening on http://127.0.0.1:8765" and serves until SIGTERM or Ctrl-C.
+Every setting is also a command-line flag, e.g. `--task-delay 0.5`.
+
+Default credentials: developer key `demo-key`, developer secret
+`demo-secret`. Get a token with `POST /oauth2/token` (form body
+`grant_type=client_credentials`, the key and secret as HTTP Basic or as
+`client_id` / `client_secret`), or send them as HTTP Basic on every call.
+
+Control endpoints (no authentication, never counted as API calls):
+  GET  /_emulator/state    settings, faults, counters and all stored data
+                           (recipients, tasks, target groups with members,
+                           OTM tables, fired events, quota used)
+  GET  /_emulator/calls    call counts per route, peak concurrency,
+                           write calls, status counts, faults fired
+  POST /_emulator/reset    forget data, counters and faults; keep settings
+  POST /_emulator/config   a JSON object; each key is a setting (its value
+                           replaces the setting) or one of these actions:
+    {"task_delay": 0.5, "task_status_words": "pending"}
+    {"add_group": {"name": "VIP"}}
+    {"add_group": {"name": "Newsletter", "static": false}}
+    {"remove_member": {"group": "VIP", "recipient_id": "a@x.com"}}
+    {"add_otm_table": {"name": "TICKETS", "fields": [
+        {"name": "ID", "identifier": true, "type": "STRING"},
+        {"name": "TOPIC", "identifier": false, "type": "STRING"}]}}
+    {"refuse": {"field": "EMAIL", "contains": "spam", "message": "no spam"}}
+    {"refuse": [{"field": "TIER", "equals": "banned"}]}   (replaces all rules)
+    {"fail_next_tasks": 2}
+    {"expire_tokens": true}
+    {"faults": [{"route": "POST /recipients/v2/:upsert", "kind": "status",
+                 "status": 503, "count": 1}]}
+    {"faults": [{"kind": "truncate", "rate": 0.1}]}
+    {"clear_faults": true}
+  Fault kinds: status (with "status", "retry_after"), drop, slow (with
+  "delay"), truncate, undecodable, expire_token; each optionally limited by
+  "route" (a label like "GET /recipients/{id}"), "rate" and "count".
+
+Answer shapes that no public source shows are assumed (see the contracts
+file); several can be switched to the variants real instances were seen to
+use: task_status_words, task_result_shape, task_path, quota_code.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 import secrets
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
@@ -20,7 +62,9 @@ from delivery_emulators.base import (
     Request,
     Response,
     basic_credentials,
+    choice,
     optional_int,
+    optional_names,
     run_cli,
     status_word,
 )
@@ -30,6 +74,16 @@ UPSERT_ROUTE = "POST /recipients/v2/:upsert"
 MAX_BATCH = 1000
 MAX_GROUP_IDS = 100
 MAX_BODY_BYTES = 20 * 1024 * 1024
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+FINISHED = frozenset({"completed", "failed"})
+as_result_shape = choice("structured", "string", "missing")
+as_task_path = choice("recipients", "messages")
+# An RSQL equality: FIELD==value, the value bare or in single or double quotes.
+RSQL_COMPARISON = re.compile(
+    r"(?P<field>[A-Za-z_]\w*)=="
+    r"""(?:'(?P<single>[^']*)'|"(?P<double>[^"]*)"|(?P<bare>[^'"]+))"""
+)
 DEFAULT_PERSON_FIELDS: tuple[tuple[str, str], ...] = (
     ("EMAIL", "STRING"),
     ("FIRSTNAME", "STRING"),
@@ -52,6 +106,7 @@ DEFAULT_OTM_FIELDS: tuple[dict[str, Any], ...] = (
 
 PersonData = dict[str, Any]
 RefuseRule = tuple[Callable[[PersonData], bool], str]
+Filter = list[list[tuple[str, str]]]  # OR of ANDs of (field, value)
 
 
 def _empty_result() -> dict[str, Any]:
@@ -70,6 +125,27 @@ class Task:
     doomed: bool = False
     status: str | None = None
     result: dict[str, Any] = field(default_factory=_empty_result)
+    polls: int = 0
+
+
+@dataclass(frozen=True)
+class FiredEvent:
+    """One `:achieveWithContext` call: the flows listening on `event` ran once."""
+
+    recipient_id: str
+    event: str
+    context_parameters: dict[str, Any]
+    fired_at: float  # seconds since the epoch
+
+
+def unfinished_word(value: Any) -> str:
+    """`standard` (queued, then running) or the one word unfinished tasks answer."""
+    word = str(value)
+    if word.split() != [word] or word in FINISHED:
+        raise ValueError(
+            f"task_status_words must be one word other than {sorted(FINISHED)}"
+        )
+    return word
 
 
 def _blank(value: Any) -> bool:
@@ -87,6 +163,82 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
+def parse_rsql(text: str) -> Filter:
+    """Parse `FIELD==value` comparisons joined by `;` (AND) and `,` (OR).
+
+    AND binds tighter, as in RSQL. Anything else (other operators,
+    parentheses, empty parts) raises ValueError.
+    """
+    return [
+        [_comparison(part) for part in _split_unquoted(group, ";")]
+        for group in _split_unquoted(text, ",")
+    ]
+
+
+def _split_unquoted(text: str, separator: str) -> list[str]:
+    """Split on `separator` except inside single or double quotes."""
+    parts: list[str] = []
+    current, quote = "", ""
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == separator:
+            parts.append(current)
+            current = ""
+            continue
+        current += char
+    if quote:
+        raise ValueError(f"unterminated quote in filter {text!r}")
+    return [*parts, current]
+
+
+def _comparison(text: str) -> tuple[str, str]:
+    found = RSQL_COMPARISON.fullmatch(text)
+    if found is None:
+        raise ValueError(f"filter part {text!r} is not FIELD==value")
+    values = (found["single"], found["double"], found["bare"])
+    return found["field"], next(v for v in values if v is not None)
+
+
+def _rsql_text(value: Any) -> str:
+    """A stored value as a filter value spells it (booleans in lower case)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _matches(person: PersonData, rsql: Filter) -> bool:
+    return any(
+        all(
+            name in person and _rsql_text(person[name]) == value for name, value in ands
+        )
+        for ands in rsql
+    )
+
+
+def _query_int(request: Request, name: str, default: int) -> int:
+    values = request.query.get(name)
+    if not values:
+        return default
+    try:
+        return int(values[-1])
+    except ValueError:
+        raise ValueError(f"{name} must be an integer") from None
+
+
+def _context_parameters(request: Request) -> dict[str, Any] | None:
+    """An event's optional `context_parameters`: None unless names → scalars.
+
+    Scalars are strings, numbers and booleans; an empty body means none.
+    """
+    body = request.json if request.raw else {}
+    parameters = body.get("context_parameters", {}) if isinstance(body, dict) else None
+    if not isinstance(parameters, dict):
+        return None
+    scalar = all(isinstance(v, str | int | float) for v in parameters.values())
+    return parameters if scalar else None
+
+
 def _rule_predicate(spec: dict[str, Any]) -> Callable[[PersonData], bool]:
     """Build a refuse predicate from `{"field", "equals" | "contains"}`."""
     name = spec["field"]
@@ -97,11 +249,16 @@ def _rule_predicate(spec: dict[str, Any]) -> Callable[[PersonData], bool]:
 
 
 class AgillicEmulator(EmulatorServer):
-    """In-memory Agillic instance: OAuth2, recipients, async batches, groups, OTM.
+    """In-memory Agillic instance for tests and trying the target without an account.
+
+    It serves OAuth2 tokens (and HTTP Basic), single and batch recipient
+    writes with async tasks, recipient listing by RSQL filter, events,
+    static target groups, one-to-many tables and discovery.
 
     The daily quota (`quota_used`) counts authenticated calls that passed the
     concurrency and body-size checks; token calls never count. Faults fire
-    before any check, so a faulted request applies nothing.
+    before any check, so a faulted request applies nothing, except
+    `truncate` and `undecodable`, which apply it and then spoil the answer.
     """
 
     settings: ClassVar[dict[str, Callable[[Any], Any]]] = {
@@ -114,6 +271,42 @@ class AgillicEmulator(EmulatorServer):
         "daily_quota": optional_int,
         "recipient_id_field": str,
         "max_body_bytes": int,
+        "task_status_words": unfinished_word,
+        "task_polls_before_done": int,
+        "task_result_shape": as_result_shape,
+        "task_path": as_task_path,
+        "quota_code": str,
+        "basic_auth": bool,
+        "group_api": bool,
+        "known_events": optional_names,
+    }
+    setting_help: ClassVar[dict[str, str]] = {
+        **EmulatorServer.setting_help,
+        "developer_key": "developer key (OAuth2 client id, HTTP Basic user)",
+        "developer_secret": "developer secret (OAuth2 client secret, Basic password)",
+        "token_lifetime": "seconds an access token stays valid",
+        "task_delay": "seconds before an async batch task is applied and finished",
+        "max_concurrency": "requests served at once; one more gets 429",
+        "daily_quota": "authenticated calls allowed before every call gets 429 "
+        "(default: unlimited)",
+        "recipient_id_field": "the Person Data field that is the recipient ID",
+        "max_body_bytes": "largest request body; a larger one gets 413",
+        "task_status_words": "status of unfinished tasks: 'standard' (queued, "
+        "then running), or one word such as 'pending' or 'IN_PROGRESS'",
+        "task_polls_before_done": "status polls a task answers unfinished "
+        "before it is applied, even with no task delay",
+        "task_result_shape": "task details.result: 'structured' (counts and "
+        "per-entry errors), 'string' (e.g. 'Processed 10 entries'; refused "
+        "entries are skipped silently) or 'missing' (no details)",
+        "task_path": "where task status is served: 'recipients' "
+        "(GET /recipients/v2/task/{id}) or 'messages' (GET /messages/v2/task/{id})",
+        "quota_code": "error code of the daily-quota 429; empty makes it "
+        "identical to the concurrency 429 (TOO_MANY_REQUESTS)",
+        "basic_auth": "accept HTTP Basic (developer key and secret) on API calls "
+        "besides bearer tokens",
+        "group_api": "serve the static target group add/remove endpoints",
+        "known_events": "comma-separated event names that exist; other names "
+        "get 404 (default: any name)",
     }
     fault_kinds = (*EmulatorServer.fault_kinds, "expire_token")
     write_methods = frozenset({"POST", "PUT", "DELETE"})
@@ -132,6 +325,14 @@ class AgillicEmulator(EmulatorServer):
         daily_quota: int | None = None,
         recipient_id_field: str = "EMAIL",
         max_body_bytes: int = MAX_BODY_BYTES,
+        task_status_words: str = "standard",
+        task_polls_before_done: int = 0,
+        task_result_shape: str = "structured",
+        task_path: str = "recipients",
+        quota_code: str = "DAILY_QUOTA_EXCEEDED",
+        basic_auth: bool = True,
+        group_api: bool = True,
+        known_events: Iterable[str] | None = None,
         person_fields: Iterable[tuple[str, str]] = DEFAULT_PERSON_FIELDS,
         latency: float = 0.0,
         seed: int = 0,
@@ -145,6 +346,14 @@ class AgillicEmulator(EmulatorServer):
         self.daily_quota = daily_quota
         self.recipient_id_field = recipient_id_field
         self.max_body_bytes = max_body_bytes
+        self.task_status_words = unfinished_word(task_status_words)
+        self.task_polls_before_done = task_polls_before_done
+        self.task_result_shape = as_result_shape(task_result_shape)
+        self.task_path = as_task_path(task_path)
+        self.quota_code = quota_code
+        self.basic_auth = basic_auth
+        self.group_api = group_api
+        self.known_events = optional_names(known_events)
         self.person_fields: dict[str, str] = dict(person_fields)
         self._register_routes()
         self._reset_data()
@@ -190,6 +399,21 @@ class AgillicEmulator(EmulatorServer):
         with self._lock:
             self._otm_tables[name] = {"fields": fields, "rows": {}}
 
+    def members(self, group: str) -> set[str]:
+        """Recipient IDs in `group` (no API call lists them)."""
+        with self._lock:
+            return set(self._group(group)["members"])
+
+    def remove_member(self, group: str, recipient_id: str) -> None:
+        """Take a recipient out of a group behind the client's back."""
+        with self._lock:
+            self._group(group)["members"].discard(recipient_id)
+
+    def fired(self, event: str | None = None) -> list[FiredEvent]:
+        """Every event fired (repeats included), optionally only those named `event`."""
+        with self._lock:
+            return [e for e in self.fired_events if event in (None, e.event)]
+
     def refuse(
         self, predicate: Callable[[PersonData], bool], message: str = "refused by rule"
     ) -> None:
@@ -231,6 +455,7 @@ class AgillicEmulator(EmulatorServer):
                     for name, group in self.target_groups.items()
                 },
                 "otm_tables": self._otm_tables,
+                "fired_events": [asdict(event) for event in self.fired_events],
                 "tokens_issued": self.tokens_issued,
                 "quota_used": self.quota_used,
             }
@@ -254,32 +479,57 @@ class AgillicEmulator(EmulatorServer):
         self.tokens_issued = 0
         self.quota_used = 0
         self.refuse_rules: list[RefuseRule] = []
+        self.fired_events: list[FiredEvent] = []
         self._doomed_tasks = 0
         self.add_otm_table("ORDERS", DEFAULT_OTM_FIELDS)
 
     def _tick(self) -> None:
-        """Apply every task whose delay has passed, in creation order."""
+        """Apply every task that is due by time and polls, in creation order."""
         now = time.monotonic()
         for task in self._tasks.values():
-            if task.status is None and now - task.created >= self.task_delay:
+            if (
+                task.status is None
+                and now - task.created >= self.task_delay
+                and task.polls >= self.task_polls_before_done
+            ):
                 self._run(task)
 
     def _gate(self, request: Request) -> Response | None:
-        """Concurrency, body size, bearer token, then the daily quota."""
+        """Concurrency, body size, credentials, then the daily quota."""
         if request.in_flight > self.max_concurrency:
-            return self.error(429, "too many concurrent requests")
+            return self._busy()
         if request.too_large:
             return self.error(413, f"request body exceeds {self.max_body_bytes} bytes")
         if request.route == TOKEN_ROUTE:
             return None
-        if not self._authorized(request):
-            return self.error(401, "missing, unknown or expired access token")
+        problem = self._auth_problem(request)
+        if problem:
+            return self.error(401, problem)
         if self.daily_quota is not None and self.quota_used >= self.daily_quota:
-            return self.error(429, "daily call quota spent", "DAILY_QUOTA_EXCEEDED")
+            if not self.quota_code:
+                return self._busy()
+            return self.error(429, "daily call quota spent", self.quota_code)
         self.quota_used += 1
         return None
 
-    def _authorized(self, request: Request) -> bool:
+    def _busy(self) -> Response:
+        """The plain 429: without a quota code every limit answers this."""
+        return self.error(429, "too many concurrent requests")
+
+    def _auth_problem(self, request: Request) -> str | None:
+        """Why the request's credentials are refused, None when they are fine."""
+        credentials = basic_credentials(request.headers)
+        if credentials is None and not self._token_valid(request):
+            return "missing, unknown or expired access token"
+        if credentials is None:
+            return None
+        if not self.basic_auth:
+            return "HTTP Basic is not accepted; use a bearer token"
+        if credentials != (self.developer_key, self.developer_secret):
+            return "bad developer key or secret"
+        return None
+
+    def _token_valid(self, request: Request) -> bool:
         """True for a known bearer token that has not expired (expired ones go)."""
         token = _bearer(request) or ""
         expires = self.tokens.get(token)
@@ -304,6 +554,7 @@ class AgillicEmulator(EmulatorServer):
             "add_otm_table": lambda spec: self.add_otm_table(**spec),
             "fail_next_tasks": lambda n: self.fail_next_tasks(int(n)),
             "expire_tokens": lambda expire: self.expire_tokens() if expire else None,
+            "remove_member": lambda spec: self.remove_member(**spec),
         }
 
     def _configure_refuse(self, specs: Any) -> None:
@@ -322,24 +573,39 @@ class AgillicEmulator(EmulatorServer):
         self.route("GET", "/discovery/targetgroups", self._groups)
         self.route("GET", "/discovery/onetomany", self._otm_names)
         self.route("GET", "/discovery/onetomany/{table}", self._otm_table)
+        self.route("GET", "/recipients", self._list)
         self.route("POST", "/recipients", self._create)
         self.route("POST", "/recipients/v2/:upsert", self._upsert)
-        self.route("GET", "/recipients/v2/task/{task_id}", self._task)
+        for prefix in ("recipients", "messages"):
+            self.route(
+                "GET",
+                f"/{prefix}/v2/task/{{task_id}}",
+                self._task,
+                when=partial(self._serves_tasks_at, prefix),
+            )
         self.route("POST", "/recipients/v2/oneToManyTables/:upsert", self._otm_upsert)
         self.route(
             "POST",
             "/recipients/:addToStaticTargetGroup",
             lambda request: self._group_change(request, add=True),
+            when=lambda: self.group_api,
         )
         self.route(
             "POST",
             "/recipients/:removeFromStaticTargetGroup",
             lambda request: self._group_change(request, add=False),
+            when=lambda: self.group_api,
+        )
+        self.route(
+            "POST", "/recipients/{id}/events/{event}/:achieveWithContext", self._event
         )
         self.route("GET", "/recipients/{id}/oneToManyTables/{table}", self._otm_rows)
         self.route("GET", "/recipients/{id}", self._read)
         self.route("PUT", "/recipients/{id}", self._put)
         self.route("DELETE", "/recipients/{id}", self._delete)
+
+    def _serves_tasks_at(self, prefix: str) -> bool:
+        return self.task_path == prefix
 
     def _token(self, request: Request) -> Response:
         form = {
@@ -371,6 +637,53 @@ class AgillicEmulator(EmulatorServer):
             for name, kind in self.person_fields.items()
         ]
         return Response(200, fields)
+
+    def _list(self, request: Request) -> Response:
+        """Recipients matching `filter` (all without one), paged, in insertion order."""
+        try:
+            rsql = self._list_filter(request)
+            page_size = _query_int(request, "pageSize", DEFAULT_PAGE_SIZE)
+            start = _query_int(request, "pageStart", 0)
+        except ValueError as exc:
+            return self.error(400, str(exc))
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            return self.error(400, f"pageSize must be 1..{MAX_PAGE_SIZE}")
+        if start < 0:
+            return self.error(400, "pageStart must be 0 or more")
+        found = [
+            {"personData": person}
+            for person in self._recipients.values()
+            if rsql is None or _matches(person, rsql)
+        ]
+        return Response(200, found[start : start + page_size])
+
+    def _list_filter(self, request: Request) -> Filter | None:
+        """The parsed `filter` parameter; ValueError when malformed or unknown."""
+        text = request.query.get("filter")
+        if text is None:
+            return None
+        rsql = parse_rsql(text[-1])
+        unknown = self._unknown_fields(name for ands in rsql for name, _ in ands)
+        if unknown:
+            raise ValueError(unknown)
+        return rsql
+
+    def _event(self, request: Request) -> Response:
+        """Fire an event for one recipient; the `{}` success body is assumed."""
+        parameters = _context_parameters(request)
+        if parameters is None:
+            return self.error(
+                400, 'body must be {"context_parameters": {NAME: scalar, ...}}'
+            )
+        recipient_id, event = request.params["id"], request.params["event"]
+        if recipient_id not in self._recipients:
+            return self.error(404, "recipient not found")
+        if self.known_events is not None and event not in self.known_events:
+            return self.error(404, f"event {event} not found")
+        self.fired_events.append(
+            FiredEvent(recipient_id, event, parameters, time.time())
+        )
+        return Response(200, {})
 
     def _create(self, request: Request) -> Response:
         person = _person_data(request.json)
@@ -438,6 +751,7 @@ class AgillicEmulator(EmulatorServer):
         task = self._tasks.get(request.params["task_id"])
         if task is None:
             return self.error(404, "task not found")
+        task.polls += 1
         return Response(200, self._task_body(task, time.monotonic()))
 
     def _groups(self, request: Request) -> Response:
@@ -446,6 +760,11 @@ class AgillicEmulator(EmulatorServer):
             for name, group in self.target_groups.items()
         ]
         return Response(200, groups)
+
+    def _group(self, name: str) -> dict[str, Any]:
+        if name not in self.target_groups:
+            raise ValueError(f"no target group {name!r}")
+        return self.target_groups[name]
 
     def _group_change(self, request: Request, add: bool) -> Response:
         body = request.json if isinstance(request.json, dict) else {}
@@ -509,8 +828,9 @@ class AgillicEmulator(EmulatorServer):
 
     # -- validation --------------------------------------------------------
 
-    def _unknown_fields(self, person: PersonData) -> str | None:
-        unknown = sorted(set(person) - set(self.person_fields))
+    def _unknown_fields(self, names: Iterable[str]) -> str | None:
+        """A message naming the fields the instance lacks (names or a personData)."""
+        unknown = sorted(set(names) - set(self.person_fields))
         return f"unknown field(s): {', '.join(unknown)}" if unknown else None
 
     def _missing_id(self, person: PersonData) -> str | None:
@@ -539,15 +859,26 @@ class AgillicEmulator(EmulatorServer):
         return Response(202, {"taskId": task_id})
 
     def _task_body(self, task: Task, now: float) -> dict[str, Any]:
-        status = task.status
-        if status is None:
-            early = now - task.created < self.task_delay / 2
-            status = "queued" if early else "running"
-        return {
+        body: dict[str, Any] = {
             "taskId": task.task_id,
-            "status": status,
-            "details": {"result": task.result},
+            "status": task.status or self._unfinished_status(task, now),
         }
+        if self.task_result_shape != "missing":
+            body["details"] = {"result": self._task_result(task)}
+        return body
+
+    def _unfinished_status(self, task: Task, now: float) -> str:
+        if self.task_status_words != "standard":
+            return self.task_status_words
+        return "queued" if now - task.created < self.task_delay / 2 else "running"
+
+    def _task_result(self, task: Task) -> Any:
+        """The result in `task_result_shape`; a string hides per-entry failures."""
+        if self.task_result_shape == "structured":
+            return task.result
+        if task.status == "failed":
+            return "Processing failed, no entries applied"
+        return f"Processed {task.result['processed']} entries"
 
     def _run(self, task: Task) -> None:
         if task.doomed:

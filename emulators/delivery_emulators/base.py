@@ -11,11 +11,13 @@ import argparse
 import base64
 import binascii
 import copy
+import inspect
 import json
 import random
 import re
 import signal
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -33,15 +35,24 @@ UNMATCHED = "UNMATCHED"
 DROPPED = 0  # response status meaning "connection closed without an answer"
 _CHUNK = 1 << 20
 _STATUS_WORDS = {413: "PAYLOAD_TOO_LARGE"}
+# Faults that let the request take effect and then spoil the answer on the wire.
+WIRE_FAULTS = ("truncate", "undecodable")
+_FAKE_PARTIAL_BODY = b'{"truncated": tr'
+_FAKE_FULL_LENGTH = len(b'{"truncated": true}')
+_NOT_GZIP = b"this body is not gzip"
 
 
 @dataclass
 class Response:
-    """What a handler answers; status DROPPED closes the connection instead."""
+    """What a handler answers; status DROPPED closes the connection instead.
+
+    `wire_fault` (one of WIRE_FAULTS) spoils how the answer is sent.
+    """
 
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    wire_fault: str | None = None
 
 
 @dataclass
@@ -89,12 +100,21 @@ class Fault:
 
 @dataclass(frozen=True)
 class Route:
-    """A method plus path pattern; `{name}` matches one percent-encoded segment."""
+    """A method plus path pattern; `{name}` matches one percent-encoded segment.
+
+    While `when` returns False the route does not exist (unknown-route 404),
+    so an emulator can switch endpoints off like an instance lacking them.
+    """
 
     method: str
     pattern: str
     regex: re.Pattern[str]
     handler: Callable[[Request], Response]
+    when: Callable[[], bool] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.when is None or self.when()
 
     @property
     def label(self) -> str:
@@ -109,6 +129,26 @@ def status_word(status: int) -> str:
 def optional_int(value: Any) -> int | None:
     """Coerce a setting where None means unlimited."""
     return None if value is None else int(value)
+
+
+def optional_names(value: Any) -> list[str] | None:
+    """Coerce a setting where None means "any name": a list or "A,B" (the CLI)."""
+    if value is None:
+        return None
+    names = value.split(",") if isinstance(value, str) else value
+    return [str(name).strip() for name in names if str(name).strip()]
+
+
+def choice(*options: str) -> Callable[[Any], str]:
+    """A setting converter that accepts only `options`."""
+
+    def convert(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, not {value!r}")
+        return str(value)
+
+    convert.__name__ = "choice"  # argparse names it in "invalid choice value"
+    return convert
 
 
 def basic_credentials(headers: Message) -> tuple[str, str] | None:
@@ -202,7 +242,11 @@ class EmulatorServer:
         "latency": float,
         "seed": int,
     }
-    fault_kinds: ClassVar[tuple[str, ...]] = ("status", "drop", "slow")
+    setting_help: ClassVar[dict[str, str]] = {
+        "latency": "seconds added to every answer",
+        "seed": "seed of the random numbers deciding which `rate` faults fire",
+    }
+    fault_kinds: ClassVar[tuple[str, ...]] = ("status", "drop", "slow", *WIRE_FAULTS)
     write_methods: ClassVar[frozenset[str]] = frozenset()
     unwritten_routes: ClassVar[frozenset[str]] = frozenset()
     max_body_bytes: int | None = None
@@ -282,10 +326,14 @@ class EmulatorServer:
     # -- configuration and faults ---------------------------------------
 
     def route(
-        self, method: str, pattern: str, handler: Callable[[Request], Response]
+        self,
+        method: str,
+        pattern: str,
+        handler: Callable[[Request], Response],
+        when: Callable[[], bool] | None = None,
     ) -> None:
-        """Register a handler; the first registered match wins."""
-        self._routes.append(Route(method, pattern, _compile(pattern), handler))
+        """Register a handler; the first enabled match wins."""
+        self._routes.append(Route(method, pattern, _compile(pattern), handler, when))
 
     def configure(self, **values: Any) -> None:
         """Change settings or run config actions (also `POST /_emulator/config`)."""
@@ -310,7 +358,13 @@ class EmulatorServer:
         retry_after: float | str | None = None,
         delay: float = 1.0,
     ) -> Fault:
-        """Add a fault for `route` (a label like "POST /recipients") or all routes."""
+        """Add a fault for `route` (a label like "POST /recipients") or all routes.
+
+        Kinds: `status` answers `status` (with `retry_after`), `drop` closes
+        without an answer, `slow` waits `delay` seconds first; `truncate` and
+        `undecodable` apply the request, then send a broken answer (cut short,
+        or labelled gzip without being gzip), so a client cannot know it worked.
+        """
         if kind not in self.fault_kinds:
             raise ValueError(f"fault kind must be one of {self.fault_kinds}")
         if route is not None and route not in {r.label for r in self._routes}:
@@ -466,6 +520,9 @@ class EmulatorServer:
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay)
             fault = None
+        wire_fault = None
+        if fault is not None and fault.kind in WIRE_FAULTS:
+            wire_fault, fault = fault.kind, None
         with self._lock:
             self._tick()
             if fault is None:
@@ -474,6 +531,7 @@ class EmulatorServer:
                 response = self._fault_response(fault, request)
             if response.status != DROPPED:
                 response = self._finalize(request, response)
+                response.wire_fault = wire_fault
             response.body = copy.deepcopy(response.body)  # detach from live state
         if self.latency > 0:
             time.sleep(self.latency)
@@ -481,8 +539,10 @@ class EmulatorServer:
 
     def _match(self, request: Request) -> Route | None:
         for route in self._routes:
-            found = route.method == request.method and route.regex.fullmatch(
-                request.path
+            found = (
+                route.method == request.method
+                and route.enabled
+                and route.regex.fullmatch(request.path)
             )
             if found:
                 request.route = route.label
@@ -574,19 +634,54 @@ class EmulatorServer:
             handler.close_connection = True
             return
         payload = b"" if response.body is None else json.dumps(response.body).encode()
-        handler.send_response(response.status)
-        if response.body is not None:
-            handler.send_header("Content-Type", "application/json; charset=utf-8")
-        for name, value in response.headers.items():
-            handler.send_header(name, value)
+        if response.wire_fault is not None:
+            _send_spoiled(handler, response, payload)
+            return
+        _send_head(handler, response)
         if response.status != 204:
             handler.send_header("Content-Length", str(len(payload)))
         handler.end_headers()
         handler.wfile.write(payload)
 
 
+def _send_head(handler: _Handler, response: Response) -> None:
+    """Status line and headers, without Content-Length or the blank line."""
+    handler.send_response(response.status)
+    if response.body is not None:
+        handler.send_header("Content-Type", "application/json; charset=utf-8")
+    for name, value in response.headers.items():
+        handler.send_header(name, value)
+
+
+def _send_spoiled(handler: _Handler, response: Response, payload: bytes) -> None:
+    """Send an answer a client cannot read, after the request took effect.
+
+    A 204 cannot carry a body, so it goes out as 200: a client reading the
+    body raises before it sees the status either way.
+    """
+    if response.status == 204:
+        response.status = 200
+    if response.wire_fault == "truncate":
+        length = len(payload) if payload else _FAKE_FULL_LENGTH
+        sent = payload[: len(payload) // 2] if payload else _FAKE_PARTIAL_BODY
+        handler.close_connection = True  # the client then sees the body end early
+    else:
+        sent = payload or _NOT_GZIP
+        length = len(sent)
+        response.headers["Content-Encoding"] = "gzip"
+    _send_head(handler, response)
+    handler.send_header("Content-Length", str(length))
+    handler.end_headers()
+    handler.wfile.write(sent)
+
+
 def run_cli(cls: type[EmulatorServer], argv: Sequence[str] | None = None) -> int:
-    """Serve `cls` from the command line until SIGTERM or SIGINT."""
+    """Serve `cls` from the command line until SIGTERM or SIGINT.
+
+    `--help` shows the class docstring, one flag per setting with its
+    `setting_help` text and default, then the module docstring (how to run
+    it, credentials, control endpoints), so the help cannot drift from them.
+    """
     options = vars(_cli_parser(cls).parse_args(argv))
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -599,13 +694,26 @@ def run_cli(cls: type[EmulatorServer], argv: Sequence[str] | None = None) -> int
 
 def _cli_parser(cls: type[EmulatorServer]) -> argparse.ArgumentParser:
     """Flags are the class's settings; unset flags keep the constructor defaults."""
-    parser = argparse.ArgumentParser(argument_default=argparse.SUPPRESS)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser = argparse.ArgumentParser(
+        description=inspect.getdoc(cls),
+        epilog=inspect.getdoc(sys.modules[cls.__module__]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    defaults = inspect.signature(cls).parameters
     for name, convert in cls.settings.items():
         flag = "--" + name.replace("_", "-")
+        text = cls.setting_help.get(name, name)
+        default = defaults[name].default if name in defaults else None
+        if default is not None:  # a None default is explained by the help text
+            text += f" (default: {default})"
+        help_text = text.replace("%", "%%")
         if convert is bool:
-            parser.add_argument(flag, action="store_true")
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, help=help_text
+            )
         else:
-            parser.add_argument(flag, type=convert)
+            parser.add_argument(flag, type=convert, help=help_text)
     return parser
