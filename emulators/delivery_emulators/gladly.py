@@ -40,6 +40,8 @@ PROFILE_FIELDS = frozenset(
 TEXT_FIELDS = ("name", "image", "address", "externalCustomerId")
 PHONE_TYPES = frozenset({"MOBILE", "HOME", "OFFICE"})
 FIND_KEYS = ("email", "phoneNumber", "externalCustomerId")
+RATE_LIMIT_SCOPES = ("per_method", "shared")
+SHARED_WINDOW = "*"
 MAX_FOUND = 50
 URL_SAFE_ID = re.compile(r"[A-Za-z0-9._~-]{1,49}")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -47,6 +49,29 @@ E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 PHONE = re.compile(r"\+?[0-9]{7,15}")
 
 Profile = dict[str, Any]
+
+
+def one_of(name: str, *allowed: Any) -> Callable[[Any], Any]:
+    """Converter for a setting with a few legal values.
+
+    It refuses anything else with ValueError, so a typo in a constructor
+    argument, `POST /_emulator/config` (400) or a CLI flag fails loudly
+    instead of silently picking a behaviour.
+    """
+    kind = type(allowed[0])
+
+    def convert(value: Any) -> Any:
+        converted = kind(value)
+        if converted not in allowed:
+            choices = ", ".join(map(str, allowed))
+            raise ValueError(f"{name} must be one of {choices}, not {value!r}")
+        return converted
+
+    convert.__name__ = name  # argparse names the setting in its error
+    return convert
+
+
+as_rate_limit_scope = one_of("rate_limit_scope", *RATE_LIMIT_SCOPES)
 
 
 def _now() -> str:
@@ -83,9 +108,11 @@ def _union(kept: list[Any], extra: list[Any], key: Callable[[Any], str]) -> list
 class GladlyEmulator(EmulatorServer):
     """In-memory Gladly organization: Basic auth, customer profiles, rate limit.
 
-    The rate limit is a rolling one-second window per HTTP method: a request
-    is admitted when fewer than `rate_limit` requests of its method were
-    admitted in the preceding second. Rejected (429) requests do not count.
+    The rate limit is a rolling one-second window: a request is admitted
+    when fewer than `rate_limit` requests were admitted in the preceding
+    second, counting those of its own HTTP method (`rate_limit_scope`
+    "per_method") or of every method ("shared"); Gladly does not say which.
+    Rejected (429) requests do not count.
     """
 
     settings: ClassVar[dict[str, Callable[[Any], Any]]] = {
@@ -93,6 +120,7 @@ class GladlyEmulator(EmulatorServer):
         "username": str,
         "api_token": str,
         "rate_limit": int,
+        "rate_limit_scope": as_rate_limit_scope,
         "forbidden": bool,
     }
     write_methods = frozenset({"POST", "PATCH"})
@@ -105,6 +133,7 @@ class GladlyEmulator(EmulatorServer):
         username: str = "agent@example.com",
         api_token: str = "demo-token",
         rate_limit: int = 10,
+        rate_limit_scope: str = "per_method",
         forbidden: bool = False,
         latency: float = 0.0,
         seed: int = 0,
@@ -113,6 +142,7 @@ class GladlyEmulator(EmulatorServer):
         self.username = username
         self.api_token = api_token
         self.rate_limit = rate_limit
+        self.rate_limit_scope = as_rate_limit_scope(rate_limit_scope)
         self.forbidden = forbidden
         self.route("GET", "/api/v1/organization", self._organization)
         self.route("POST", PROFILES, self._create)
@@ -204,8 +234,9 @@ class GladlyEmulator(EmulatorServer):
         return response
 
     def _window(self, method: str) -> deque[float]:
-        """Admission times of `method` within the last second."""
-        window = self._windows.setdefault(method, deque())
+        """Admission times within the last second that count against `method`."""
+        key = SHARED_WINDOW if self.rate_limit_scope == "shared" else method
+        window = self._windows.setdefault(key, deque())
         horizon = time.monotonic() - 1.0
         while window and window[0] <= horizon:
             window.popleft()

@@ -1,0 +1,105 @@
+"""The Gladly emulator's settings for behaviour that Gladly leaves open or varies.
+
+Each setting is exercised both ways over real HTTP, so that the target's
+tests can rely on whichever variant they choose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from delivery_emulators import GladlyEmulator
+
+TIMEOUT = 10
+CREDENTIALS = ("agent@example.com", "demo-token")
+PROFILES = "/api/v1/customer-profiles"
+ORGANIZATION = "/api/v1/organization"
+
+
+class Client:
+    """A requests.Session bound to the emulator's base URL."""
+
+    def __init__(self, base_url: str, session: requests.Session) -> None:
+        self.base_url = base_url
+        self.session = session
+
+    def __call__(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = self.base_url + path
+        return self.session.request(method, url, timeout=TIMEOUT, **kwargs)
+
+
+@pytest.fixture
+def gladly(gladly_emulator: GladlyEmulator) -> Iterator[Client]:
+    with requests.Session() as session:
+        session.auth = CREDENTIALS
+        yield Client(gladly_emulator.url, session)
+
+
+def first_error(response: requests.Response) -> dict[str, Any]:
+    return dict(response.json()["errors"][0])
+
+
+# -- rate_limit_scope ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scope", "patch_status"), [("per_method", 204), ("shared", 429)]
+)
+def test_rate_limit_scope_decides_whether_methods_share_a_budget(
+    gladly: Client, gladly_emulator: GladlyEmulator, scope: str, patch_status: int
+) -> None:
+    gladly_emulator.configure(rate_limit_scope=scope)
+    gladly_emulator.add_profile({"id": "p1"})
+    reads = [gladly("GET", ORGANIZATION) for _ in range(10)]
+    patch = gladly("PATCH", f"{PROFILES}/p1", json={"name": "Ada"})
+    assert [r.status_code for r in reads] == [200] * 10
+    assert patch.status_code == patch_status
+    assert gladly_emulator.rate_limited == int(patch_status == 429)
+    expected_by_method = {"PATCH": 1} if patch_status == 429 else {}
+    assert gladly_emulator.rate_limited_by_method == expected_by_method
+
+
+def test_shared_scope_headers_count_every_method(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    gladly_emulator.configure(rate_limit=4, rate_limit_scope="shared")
+    answers = [
+        gladly("GET", ORGANIZATION),
+        gladly("POST", PROFILES, json={"id": "p1"}),
+        gladly("PATCH", f"{PROFILES}/p1", json={}),
+        gladly("GET", f"{PROFILES}/p1"),
+        gladly("POST", PROFILES, json={"id": "p2"}),
+    ]
+    assert [r.status_code for r in answers] == [200, 201, 204, 200, 429]
+    remaining = [r.headers["Ratelimit-Remaining-Second"] for r in answers]
+    assert remaining == ["3", "2", "1", "0", "0"]
+    assert {r.headers["Ratelimit-Limit-Second"] for r in answers} == {"4"}
+    assert gladly_emulator.rate_limited_by_method == {"POST": 1}
+
+
+def test_per_method_scope_headers_count_only_that_method(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    gladly_emulator.configure(rate_limit=4)
+    first_get = gladly("GET", ORGANIZATION)
+    post = gladly("POST", PROFILES, json={"id": "p1"})
+    second_get = gladly("GET", ORGANIZATION)
+    remaining = [
+        r.headers["Ratelimit-Remaining-Second"] for r in (first_get, post, second_get)
+    ]
+    assert remaining == ["3", "3", "2"]
+
+
+def test_rate_limit_scope_refuses_unknown_values(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    refused = gladly("POST", "/_emulator/config", json={"rate_limit_scope": "global"})
+    assert refused.status_code == 400
+    assert "per_method, shared" in refused.json()["error"]
+    with pytest.raises(ValueError):
+        GladlyEmulator(rate_limit_scope="global")
+    assert gladly_emulator.rate_limit_scope == "per_method"
