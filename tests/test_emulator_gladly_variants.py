@@ -103,3 +103,67 @@ def test_rate_limit_scope_refuses_unknown_values(
     with pytest.raises(ValueError):
         GladlyEmulator(rate_limit_scope="global")
     assert gladly_emulator.rate_limit_scope == "per_method"
+
+
+# -- conflict_status ----------------------------------------------------------
+
+HOLDER = {
+    "id": "holder",
+    "emails": [{"original": "ada@example.com"}],
+    "phones": [{"original": "+4512345678", "type": "MOBILE"}],
+}
+CLASHES = [
+    ({"id": "holder"}, "id"),
+    ({"emails": [{"original": "ADA@example.com"}]}, "emails"),
+    ({"phones": [{"original": "+45 12 34 56 78", "type": "MOBILE"}]}, "phones"),
+]
+
+
+@pytest.mark.parametrize("status", [409, 400])
+@pytest.mark.parametrize(("body", "attr"), CLASHES, ids=[a for _, a in CLASHES])
+def test_create_clash_answers_conflict_status(
+    gladly: Client,
+    gladly_emulator: GladlyEmulator,
+    status: int,
+    body: dict[str, Any],
+    attr: str,
+) -> None:
+    gladly_emulator.configure(conflict_status=status)
+    gladly_emulator.add_profile(HOLDER)
+    clash = gladly("POST", PROFILES, json=body)
+    assert clash.status_code == status
+    error = first_error(clash)
+    assert (error["attr"], error["code"]) == (attr, "taken")
+    if attr != "id":
+        assert error["meta"] == {"id": "holder"}
+    assert list(gladly_emulator.profiles) == ["holder"]
+
+
+@pytest.mark.parametrize("status", [409, 400])
+@pytest.mark.parametrize(("body", "attr"), CLASHES[1:], ids=[a for _, a in CLASHES[1:]])
+def test_patch_clash_answers_conflict_status(
+    gladly: Client,
+    gladly_emulator: GladlyEmulator,
+    status: int,
+    body: dict[str, Any],
+    attr: str,
+) -> None:
+    gladly_emulator.configure(conflict_status=status)
+    gladly_emulator.add_profile(HOLDER)
+    gladly_emulator.add_profile({"id": "other", "name": "Bob"})
+    clash = gladly("PATCH", f"{PROFILES}/other", json={**body, "name": "Ada"})
+    assert clash.status_code == status
+    error = first_error(clash)
+    assert (error["attr"], error["code"], error["meta"]) == (
+        attr,
+        "taken",
+        {"id": "holder"},
+    )
+    assert gladly_emulator.profiles["other"]["name"] == "Bob"
+
+
+def test_conflict_status_refuses_other_statuses(gladly: Client) -> None:
+    refused = gladly("POST", "/_emulator/config", json={"conflict_status": 422})
+    assert refused.status_code == 400
+    accepted = gladly("POST", "/_emulator/config", json={"conflict_status": "400"})
+    assert accepted.json()["conflict_status"] == 400

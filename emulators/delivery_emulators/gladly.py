@@ -41,6 +41,7 @@ TEXT_FIELDS = ("name", "image", "address", "externalCustomerId")
 PHONE_TYPES = frozenset({"MOBILE", "HOME", "OFFICE"})
 FIND_KEYS = ("email", "phoneNumber", "externalCustomerId")
 RATE_LIMIT_SCOPES = ("per_method", "shared")
+CONFLICT_STATUSES = (409, 400)
 SHARED_WINDOW = "*"
 MAX_FOUND = 50
 URL_SAFE_ID = re.compile(r"[A-Za-z0-9._~-]{1,49}")
@@ -72,6 +73,7 @@ def one_of(name: str, *allowed: Any) -> Callable[[Any], Any]:
 
 
 as_rate_limit_scope = one_of("rate_limit_scope", *RATE_LIMIT_SCOPES)
+as_conflict_status = one_of("conflict_status", *CONFLICT_STATUSES)
 
 
 def _now() -> str:
@@ -121,6 +123,7 @@ class GladlyEmulator(EmulatorServer):
         "api_token": str,
         "rate_limit": int,
         "rate_limit_scope": as_rate_limit_scope,
+        "conflict_status": as_conflict_status,
         "forbidden": bool,
     }
     write_methods = frozenset({"POST", "PATCH"})
@@ -134,6 +137,7 @@ class GladlyEmulator(EmulatorServer):
         api_token: str = "demo-token",
         rate_limit: int = 10,
         rate_limit_scope: str = "per_method",
+        conflict_status: int = 409,
         forbidden: bool = False,
         latency: float = 0.0,
         seed: int = 0,
@@ -143,6 +147,7 @@ class GladlyEmulator(EmulatorServer):
         self.api_token = api_token
         self.rate_limit = rate_limit
         self.rate_limit_scope = as_rate_limit_scope(rate_limit_scope)
+        self.conflict_status = as_conflict_status(conflict_status)
         self.forbidden = forbidden
         self.route("GET", "/api/v1/organization", self._organization)
         self.route("POST", PROFILES, self._create)
@@ -254,7 +259,7 @@ class GladlyEmulator(EmulatorServer):
             return invalid
         profile_id = body.get("id") or secrets.token_urlsafe(16)
         if profile_id in self.profiles or profile_id in self.merged:
-            return self.error(409, "customer ID exists", "taken", "id")
+            return self.error(self.conflict_status, "customer ID exists", "taken", "id")
         taken = self._taken(body, profile_id)
         if taken:
             return taken
@@ -324,7 +329,7 @@ class GladlyEmulator(EmulatorServer):
         return None
 
     def _taken(self, body: Profile, own_id: str) -> Response | None:
-        """409 when another profile holds one of the body's emails or mobiles."""
+        """`taken` when another profile holds one of the body's emails or mobiles."""
         emails, mobiles = _emails(body), _phones(body, mobile_only=True)
         for other_id, other in self.profiles.items():
             if other_id == own_id:
@@ -336,8 +341,13 @@ class GladlyEmulator(EmulatorServer):
         return None
 
     def _taken_error(self, attr: str, what: str, holder: str) -> Response:
+        """A uniqueness clash, answered with `conflict_status` (409 or 400).
+
+        Gladly's OpenAPI documents 400 `taken` besides 409, and no 409 for
+        PATCH at all: the 400 mode lets clients prove they read both alike.
+        """
         detail = f"{what} is used by another customer"
-        return self.error(409, detail, "taken", attr, {"id": holder})
+        return self.error(self.conflict_status, detail, "taken", attr, {"id": holder})
 
     def _matcher(self, key: str, value: str) -> Callable[[Profile], bool] | None:
         """Predicate for a find query, None when the value is malformed."""
