@@ -167,3 +167,101 @@ def test_conflict_status_refuses_other_statuses(gladly: Client) -> None:
     assert refused.status_code == 400
     accepted = gladly("POST", "/_emulator/config", json={"conflict_status": "400"})
     assert accepted.json()["conflict_status"] == 400
+
+
+# -- phones as Gladly reads them ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("phone", "stored"),
+    [
+        ({"original": "+45 12 34 56 78"}, {"original": "+4512345678"}),
+        ({"original": "+45 (12) 34-56.78"}, {"original": "+4512345678"}),
+        ({"original": "12345678"}, {"original": "+112345678"}),
+        ({"original": "(415) 555-0100"}, {"original": "+14155550100"}),
+        (
+            {"original": "12 34 56 78", "regionCode": "DK"},
+            {"original": "+4512345678", "regionCode": "DK"},
+        ),
+        (
+            {"original": "070-123 45 67", "regionCode": "SE"},
+            {"original": "+46701234567", "regionCode": "SE"},
+        ),
+        (
+            {"original": "+4512345678", "regionCode": "SE"},
+            {"original": "+4512345678", "regionCode": "SE"},
+        ),
+        (
+            {
+                "original": "+45 1234 5678",
+                "type": "OFFICE",
+                "extension": "12",
+                "smsPreference": "OFF",
+            },
+            {
+                "original": "+4512345678",
+                "type": "OFFICE",
+                "extension": "12",
+                "smsPreference": "OFF",
+            },
+        ),
+    ],
+)
+def test_phones_are_stored_and_read_as_e164(
+    gladly: Client,
+    gladly_emulator: GladlyEmulator,
+    phone: dict[str, str],
+    stored: dict[str, str],
+) -> None:
+    assert gladly("POST", PROFILES, json={"id": "p1", "phones": [phone]}).ok
+    assert gladly("GET", f"{PROFILES}/p1").json()["phones"] == [stored]
+    assert gladly_emulator.profiles["p1"]["phones"] == [stored]
+
+
+def test_patched_phones_are_stored_as_e164(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    gladly_emulator.add_profile({"id": "p1"})
+    phones = [{"original": "20 00 00 01", "regionCode": "DK", "type": "HOME"}]
+    assert gladly("PATCH", f"{PROFILES}/p1", json={"phones": phones}).ok
+    assert gladly_emulator.profiles["p1"]["phones"] == [
+        {"original": "+4520000001", "regionCode": "DK", "type": "HOME"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("phone", "detail"),
+    [
+        ({"original": "12345678", "regionCode": "XX"}, "unknown regionCode 'XX'"),
+        ({"original": "+4512345678", "regionCode": "ZZ"}, "unknown regionCode 'ZZ'"),
+        ({"original": "12-34", "regionCode": "DK"}, "malformed phone: '12-34'"),
+        ({"original": "+45 12x34 5678"}, "malformed phone: '+45 12x34 5678'"),
+        ({"original": "+4512345678", "label": "work"}, "unknown phone key 'label'"),
+        ({"original": "+4512345678", "extension": 12}, "extension must be a string"),
+    ],
+)
+def test_unreadable_phones_are_refused(
+    gladly: Client, phone: dict[str, Any], detail: str
+) -> None:
+    refused = gladly("POST", PROFILES, json={"phones": [phone]})
+    assert refused.status_code == 400
+    assert first_error(refused) == {
+        "attr": "phones",
+        "code": "invalid",
+        "detail": detail,
+    }
+
+
+def test_uniqueness_and_find_compare_the_stored_number(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    mobile = {"original": "12 34 56 78", "regionCode": "DK", "type": "MOBILE"}
+    assert gladly("POST", PROFILES, json={"id": "p1", "phones": [mobile]}).ok
+    same = {"original": "+45 12 34 56 78", "type": "MOBILE"}
+    clash = gladly("POST", PROFILES, json={"phones": [same]})
+    assert (clash.status_code, first_error(clash)["meta"]) == (409, {"id": "p1"})
+    us_reading = {"original": "12345678", "type": "MOBILE"}
+    assert gladly("POST", PROFILES, json={"id": "p2", "phones": [us_reading]}).ok
+    by_dk = gladly("GET", PROFILES, params={"phoneNumber": "+4512345678"}).json()
+    by_us = gladly("GET", PROFILES, params={"phoneNumber": "+1 12345678"}).json()
+    assert ([p["id"] for p in by_dk], [p["id"] for p in by_us]) == (["p1"], ["p2"])

@@ -39,6 +39,33 @@ PROFILE_FIELDS = frozenset(
 )
 TEXT_FIELDS = ("name", "image", "address", "externalCustomerId")
 PHONE_TYPES = frozenset({"MOBILE", "HOME", "OFFICE"})
+PHONE_KEYS = frozenset(
+    {"original", "type", "primary", "regionCode", "extension", "smsPreference"}
+)
+#: Country calling codes by ISO 3166 alpha-2 region, for numbers without "+".
+CALLING_CODES = {
+    "AT": "43",
+    "AU": "61",
+    "BE": "32",
+    "CA": "1",
+    "CH": "41",
+    "DE": "49",
+    "DK": "45",
+    "ES": "34",
+    "FI": "358",
+    "FR": "33",
+    "GB": "44",
+    "IE": "353",
+    "IS": "354",
+    "IT": "39",
+    "NL": "31",
+    "NO": "47",
+    "PL": "48",
+    "SE": "46",
+    "US": "1",
+}
+#: Gladly reads a number without "+" and without regionCode as a US number.
+DEFAULT_REGION = "US"
 FIND_KEYS = ("email", "phoneNumber", "externalCustomerId")
 RATE_LIMIT_SCOPES = ("per_method", "shared")
 CONFLICT_STATUSES = (409, 400)
@@ -47,7 +74,6 @@ MAX_FOUND = 50
 URL_SAFE_ID = re.compile(r"[A-Za-z0-9._~-]{1,49}")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-PHONE = re.compile(r"\+?[0-9]{7,15}")
 
 Profile = dict[str, Any]
 
@@ -90,16 +116,47 @@ def normalize_phone(value: str) -> str:
     return re.sub(r"[\s().-]", "", value)
 
 
+def e164(original: str, region: str | None = None) -> str | None:
+    """`original` in the form Gladly stores it: E.164 without separators.
+
+    A number without "+" is national: it gets the calling code of `region`
+    (the US when none is given, as Gladly documents) after dropping one
+    leading trunk "0". None when the region is unknown or the result is no
+    E.164 number.
+    """
+    compact = normalize_phone(original)
+    if not compact.startswith("+"):
+        code = CALLING_CODES.get((region or DEFAULT_REGION).upper())
+        if code is None:
+            return None
+        compact = f"+{code}{compact.removeprefix('0')}"
+    return compact if E164.fullmatch(compact) else None
+
+
 def _emails(profile: Profile) -> set[str]:
     return {normalize_email(e["original"]) for e in profile.get("emails") or []}
 
 
+def _phone_key(phone: dict[str, Any]) -> str:
+    """The number a stored phone compares by (seeded phones may not be E.164)."""
+    original = phone["original"]
+    return e164(original, phone.get("regionCode")) or normalize_phone(original)
+
+
 def _phones(profile: Profile, mobile_only: bool) -> set[str]:
     return {
-        normalize_phone(p["original"])
+        _phone_key(p)
         for p in profile.get("phones") or []
         if not mobile_only or p.get("type") == "MOBILE"
     }
+
+
+def _as_stored(body: Profile) -> Profile:
+    """A copy of a valid profile body with its phones as Gladly stores them."""
+    stored = copy.deepcopy(body)
+    for phone in stored.get("phones") or []:
+        phone["original"] = e164(phone["original"], phone.get("regionCode"))
+    return stored
 
 
 def _union(kept: list[Any], extra: list[Any], key: Callable[[Any], str]) -> list[Any]:
@@ -179,7 +236,7 @@ class GladlyEmulator(EmulatorServer):
             into["phones"] = _union(
                 into.get("phones") or [],
                 old.get("phones") or [],
-                lambda p: normalize_phone(p["original"]),
+                _phone_key,
             )
             self.merged[old_id] = into_id
 
@@ -253,10 +310,10 @@ class GladlyEmulator(EmulatorServer):
         return Response(200, {"id": "org-1", "name": "Demo Org"})
 
     def _create(self, request: Request) -> Response:
-        body = request.json
-        invalid = self._invalid(body)
+        invalid = self._invalid(request.json)
         if invalid:
             return invalid
+        body = _as_stored(request.json)
         profile_id = body.get("id") or secrets.token_urlsafe(16)
         if profile_id in self.profiles or profile_id in self.merged:
             return self.error(self.conflict_status, "customer ID exists", "taken", "id")
@@ -265,7 +322,7 @@ class GladlyEmulator(EmulatorServer):
             return taken
         stamp = _now()
         self.profiles[profile_id] = {
-            **copy.deepcopy(body),
+            **body,
             "id": profile_id,
             "createdAt": stamp,
             "updatedAt": stamp,
@@ -300,17 +357,17 @@ class GladlyEmulator(EmulatorServer):
         profile = self.profiles.get(profile_id)
         if profile is None:
             return self.error(404, "customer profile not found", "not_found")
-        body = request.json
-        invalid = self._invalid(body)
+        invalid = self._invalid(request.json)
         if invalid:
             return invalid
+        body = _as_stored(request.json)
         if "id" in body and body["id"] != profile_id:
             return self.error(400, "id cannot be changed", "invalid", "id")
         taken = self._taken(body, profile_id)
         if taken:
             return taken
         attributes = {**(profile.get("customAttributes") or {})}
-        profile.update(copy.deepcopy(body))
+        profile.update(body)
         if "customAttributes" in body:
             profile["customAttributes"] = {**attributes, **body["customAttributes"]}
         profile["updatedAt"] = _now()
@@ -356,8 +413,9 @@ class GladlyEmulator(EmulatorServer):
             ok = EMAIL.fullmatch(wanted)
             return (lambda p: wanted in _emails(p)) if ok else None
         if key == "phoneNumber":
-            ok = E164.fullmatch(value)
-            return (lambda p: value in _phones(p, mobile_only=False)) if ok else None
+            number = normalize_phone(value)
+            ok = E164.fullmatch(number)
+            return (lambda p: number in _phones(p, mobile_only=False)) if ok else None
         return lambda p: p.get("externalCustomerId") == value
 
     def _survivor(self, profile_id: str) -> str:
@@ -380,25 +438,50 @@ def _shape_problem(body: Profile) -> tuple[str, str] | None:
             return name, "must be a string"
     if not isinstance(body.get("customAttributes", {}), dict):
         return "customAttributes", "must be an object"
-    return _contact_problem(body.get("emails", []), EMAIL, "emails") or (
-        _contact_problem(body.get("phones", []), PHONE, "phones")
+    return _entries_problem(body.get("emails", []), "emails", _email_problem) or (
+        _entries_problem(body.get("phones", []), "phones", _phone_problem)
     )
 
 
-def _contact_problem(
-    items: Any, pattern: re.Pattern[str], attr: str
+def _entries_problem(
+    items: Any, attr: str, problem: Callable[[Any], str | None]
 ) -> tuple[str, str] | None:
-    """Check an `emails` or `phones` array: objects with a well-formed original."""
+    """(attr, detail) for an `emails` or `phones` value that is no valid array."""
     if not isinstance(items, list):
         return attr, "must be an array"
-    normal = normalize_phone if attr == "phones" else normalize_email
     for item in items:
-        original = item.get("original") if isinstance(item, dict) else None
-        if not isinstance(original, str) or not pattern.fullmatch(normal(original)):
-            return attr, f"malformed {attr[:-1]}: {original!r}"
-        if attr == "phones" and item.get("type", "MOBILE") not in PHONE_TYPES:
-            return attr, f"phone type must be one of {sorted(PHONE_TYPES)}"
+        detail = problem(item)
+        if detail:
+            return attr, detail
     return None
+
+
+def _email_problem(item: Any) -> str | None:
+    original = item.get("original") if isinstance(item, dict) else None
+    if isinstance(original, str) and EMAIL.fullmatch(normalize_email(original)):
+        return None
+    return f"malformed email: {original!r}"
+
+
+def _phone_problem(item: Any) -> str | None:
+    """Why a phone entry is refused: bad keys, type, regionCode or number."""
+    if not isinstance(item, dict):
+        return "a phone must be an object"
+    unknown = sorted(set(item) - PHONE_KEYS)
+    if unknown:
+        return f"unknown phone key {unknown[0]!r}"
+    if item.get("type", "MOBILE") not in PHONE_TYPES:
+        return f"phone type must be one of {sorted(PHONE_TYPES)}"
+    for key in ("regionCode", "extension", "smsPreference"):
+        if not isinstance(item.get(key, ""), str):
+            return f"{key} must be a string"
+    region = item.get("regionCode")
+    if region is not None and region.upper() not in CALLING_CODES:
+        return f"unknown regionCode {region!r}"
+    original = item.get("original")
+    if isinstance(original, str) and e164(original, region):
+        return None
+    return f"malformed phone: {original!r}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
