@@ -265,3 +265,79 @@ def test_uniqueness_and_find_compare_the_stored_number(
     by_dk = gladly("GET", PROFILES, params={"phoneNumber": "+4512345678"}).json()
     by_us = gladly("GET", PROFILES, params={"phoneNumber": "+1 12345678"}).json()
     assert ([p["id"] for p in by_dk], [p["id"] for p in by_us]) == (["p1"], ["p2"])
+
+
+# -- DELETE and compliance_admin ----------------------------------------------
+
+
+def test_delete_removes_the_profile_for_good(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    gladly_emulator.add_profile(
+        {"id": "p1", "emails": [{"original": "ada@example.com"}]}
+    )
+    deleted = gladly("DELETE", f"{PROFILES}/p1")
+    assert (deleted.status_code, deleted.content) == (204, b"")
+    assert gladly("GET", f"{PROFILES}/p1").status_code == 404
+    assert gladly("PATCH", f"{PROFILES}/p1", json={}).status_code == 404
+    assert gladly("GET", PROFILES, params={"email": "ada@example.com"}).json() == []
+    again = gladly("DELETE", f"{PROFILES}/p1")
+    assert (again.status_code, first_error(again)["code"]) == (404, "not_found")
+    assert gladly_emulator.write_calls() == 3
+
+
+def test_delete_of_merged_ids(gladly: Client, gladly_emulator: GladlyEmulator) -> None:
+    gladly_emulator.add_profile({"id": "old"})
+    gladly_emulator.add_profile({"id": "keep"})
+    gladly_emulator.merge("old", "keep")
+    assert gladly("DELETE", f"{PROFILES}/old").status_code == 404
+    assert gladly("DELETE", f"{PROFILES}/keep").status_code == 204
+    assert gladly("GET", f"{PROFILES}/old").status_code == 404
+    assert gladly_emulator.merged == {}
+
+
+def test_delete_needs_the_compliance_admin_role(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    gladly_emulator.add_profile({"id": "p1"})
+    config = gladly("POST", "/_emulator/config", json={"compliance_admin": False})
+    assert config.json()["compliance_admin"] is False
+    refused = gladly("DELETE", f"{PROFILES}/p1")
+    assert (refused.status_code, first_error(refused)["code"]) == (403, "forbidden")
+    assert gladly("GET", f"{PROFILES}/p1").status_code == 200
+    assert gladly("PATCH", f"{PROFILES}/p1", json={"name": "Ada"}).status_code == 204
+    gladly_emulator.configure(compliance_admin="true")
+    assert gladly("DELETE", f"{PROFILES}/p1").status_code == 204
+
+
+def test_open_conversations_block_deletion(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    gladly_emulator.add_profile({"id": "p1"})
+    gladly_emulator.add_profile({"id": "p2"})
+    gladly_emulator.open_conversation("p1")
+    opened = gladly("POST", "/_emulator/config", json={"open_conversation": "p2"})
+    assert opened.status_code == 200
+    for profile_id in ("p1", "p2"):
+        blocked = gladly("DELETE", f"{PROFILES}/{profile_id}")
+        assert blocked.status_code == 400
+        assert blocked.json() == {
+            "errors": [
+                {"code": "invalid_state", "detail": "customer has open conversations"}
+            ]
+        }
+    assert set(gladly_emulator.profiles) == {"p1", "p2"}
+    state = gladly("GET", "/_emulator/state").json()
+    assert state["open_conversations"] == ["p1", "p2"]
+    unknown = gladly("POST", "/_emulator/config", json={"open_conversation": "ghost"})
+    assert unknown.status_code == 400
+
+
+def test_merge_carries_open_conversations(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    gladly_emulator.add_profile({"id": "old"})
+    gladly_emulator.add_profile({"id": "keep"})
+    gladly_emulator.open_conversation("old")
+    gladly_emulator.merge("old", "keep")
+    assert gladly("DELETE", f"{PROFILES}/keep").status_code == 400

@@ -102,6 +102,22 @@ as_rate_limit_scope = one_of("rate_limit_scope", *RATE_LIMIT_SCOPES)
 as_conflict_status = one_of("conflict_status", *CONFLICT_STATUSES)
 
 
+def boolean(value: Any) -> bool:
+    """Converter for a bool setting whose default is True.
+
+    The CLI gives a `bool` setting a bare flag that can only switch it on,
+    so this one takes a value instead: `--compliance-admin false`.
+    """
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in {"true", "yes", "on", "1"}:
+        return True
+    if word in {"false", "no", "off", "0"}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -182,8 +198,9 @@ class GladlyEmulator(EmulatorServer):
         "rate_limit_scope": as_rate_limit_scope,
         "conflict_status": as_conflict_status,
         "forbidden": bool,
+        "compliance_admin": boolean,
     }
-    write_methods = frozenset({"POST", "PATCH"})
+    write_methods = frozenset({"POST", "PATCH", "DELETE"})
 
     def __init__(
         self,
@@ -196,6 +213,7 @@ class GladlyEmulator(EmulatorServer):
         rate_limit_scope: str = "per_method",
         conflict_status: int = 409,
         forbidden: bool = False,
+        compliance_admin: bool = True,
         latency: float = 0.0,
         seed: int = 0,
     ) -> None:
@@ -206,11 +224,13 @@ class GladlyEmulator(EmulatorServer):
         self.rate_limit_scope = as_rate_limit_scope(rate_limit_scope)
         self.conflict_status = as_conflict_status(conflict_status)
         self.forbidden = forbidden
+        self.compliance_admin = boolean(compliance_admin)
         self.route("GET", "/api/v1/organization", self._organization)
         self.route("POST", PROFILES, self._create)
         self.route("GET", PROFILES, self._find)
         self.route("GET", PROFILES + "/{id}", self._read)
         self.route("PATCH", PROFILES + "/{id}", self._patch)
+        self.route("DELETE", PROFILES + "/{id}", self._delete)
         self._reset_data()
 
     # -- helpers for tests -----------------------------------------------
@@ -239,6 +259,16 @@ class GladlyEmulator(EmulatorServer):
                 _phone_key,
             )
             self.merged[old_id] = into_id
+            if old_id in self.open_conversations:
+                self.open_conversations.remove(old_id)
+                self.open_conversations.add(into_id)
+
+    def open_conversation(self, profile_id: str) -> None:
+        """Give a profile an open conversation, which blocks its deletion."""
+        with self._lock:
+            if profile_id not in self.profiles:
+                raise ValueError(f"no customer profile {profile_id!r}")
+            self.open_conversations.add(profile_id)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -246,6 +276,7 @@ class GladlyEmulator(EmulatorServer):
                 **super().snapshot(),
                 "profiles": self.profiles,
                 "merged": self.merged,
+                "open_conversations": sorted(self.open_conversations),
                 "rate_limited": self.rate_limited,
                 "rate_limited_by_method": dict(self.rate_limited_by_method),
             }
@@ -271,9 +302,17 @@ class GladlyEmulator(EmulatorServer):
     def _reset_data(self) -> None:
         self.profiles: dict[str, Profile] = {}
         self.merged: dict[str, str] = {}  # merged-away id → surviving id
+        self.open_conversations: set[str] = set()
         self.rate_limited = 0
         self.rate_limited_by_method: Counter[str] = Counter()
         self._windows: dict[str, deque[float]] = {}
+
+    def _config_actions(self) -> dict[str, Callable[[Any], None]]:
+        """Adds `open_conversation`: a profile id, as the helper takes it."""
+        return {
+            **super()._config_actions(),
+            "open_conversation": self.open_conversation,
+        }
 
     def _gate(self, request: Request) -> Response | None:
         """Basic auth, permission, then the per-method rate limit."""
@@ -371,6 +410,25 @@ class GladlyEmulator(EmulatorServer):
         if "customAttributes" in body:
             profile["customAttributes"] = {**attributes, **body["customAttributes"]}
         profile["updatedAt"] = _now()
+        return Response(204)
+
+    def _delete(self, request: Request) -> Response:
+        """Irreversible; needs the Compliance Admin role and no open conversation."""
+        if not self.compliance_admin:
+            detail = "deleting a customer needs the Compliance Admin role"
+            return self.error(403, detail, "forbidden")
+        profile_id = request.params["id"]
+        if profile_id not in self.profiles:
+            return self.error(404, "customer profile not found", "not_found")
+        if profile_id in self.open_conversations:
+            detail = "customer has open conversations"
+            return self.error(400, detail, "invalid_state")
+        del self.profiles[profile_id]
+        self.merged = {
+            old: new
+            for old, new in self.merged.items()
+            if self._survivor(old) != profile_id
+        }
         return Response(204)
 
     # -- validation and lookup -------------------------------------------
