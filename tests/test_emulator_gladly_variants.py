@@ -7,6 +7,7 @@ tests can rely on whichever variant they choose.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -341,3 +342,280 @@ def test_merge_carries_open_conversations(
     gladly_emulator.open_conversation("old")
     gladly_emulator.merge("old", "keep")
     assert gladly("DELETE", f"{PROFILES}/keep").status_code == 400
+
+
+# -- conversation items (customer activity) -----------------------------------
+
+ITEMS = "/api/v1/conversation-items"
+
+
+def activity(**content: Any) -> dict[str, Any]:
+    """A valid CUSTOMER_ACTIVITY content object, with `content` overriding."""
+    return {
+        "type": "CUSTOMER_ACTIVITY",
+        "title": "Order shipped",
+        "activityType": "EMAIL",
+        **content,
+    }
+
+
+def customer_items(customer_id: str) -> str:
+    return f"/api/v1/customers/{customer_id}/conversation-items"
+
+
+def test_item_for_a_known_customer(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    gladly_emulator.add_profile({"id": "p1"})
+    content = activity(
+        body="Your parcel is on its way.",
+        sourceName="Webshop",
+        link={"url": "https://shop.example.com/o/1", "text": "Order 1"},
+    )
+    item = {"id": "order-1-shipped", "occurredAt": "2030-01-01T10:00:00Z"}
+    created = gladly("POST", customer_items("p1"), json={**item, "content": content})
+    assert (created.status_code, created.content) == (201, b"")
+    assert created.headers["Location"] == f"{ITEMS}/order-1-shipped"
+    listed = gladly("GET", customer_items("p1"))
+    assert listed.status_code == 200
+    (stored,) = listed.json()
+    assert {k: stored[k] for k in ("id", "customerId", "occurredAt", "content")} == {
+        **item,
+        "customerId": "p1",
+        "content": content,
+    }
+    assert "createdAt" in stored
+    assert gladly_emulator.conversation_items() == listed.json()
+
+
+def test_item_for_an_unknown_customer_is_404(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    missing = gladly("POST", customer_items("ghost"), json={"content": activity()})
+    assert (missing.status_code, first_error(missing)["code"]) == (404, "not_found")
+    assert gladly("GET", customer_items("ghost")).status_code == 404
+    assert gladly_emulator.conversation_items() == []
+
+
+def test_item_without_id_gets_one_and_occurs_now(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    gladly_emulator.add_profile({"id": "p1"})
+    created = gladly("POST", customer_items("p1"), json={"content": activity()})
+    item_id = created.headers["Location"].removeprefix(f"{ITEMS}/")
+    (stored,) = gladly_emulator.conversation_items("p1")
+    assert stored["id"] == item_id
+    age = datetime.now(UTC) - datetime.fromisoformat(stored["occurredAt"])
+    assert timedelta(0) <= age < timedelta(seconds=5)
+
+
+@pytest.mark.parametrize(
+    ("contact", "existing"),
+    [
+        (
+            {"emailAddress": "Ada@Example.com"},
+            {"emails": [{"original": "ada@example.com"}]},
+        ),
+        (
+            {"mobilePhone": "+45 12 34 56 78"},
+            {"phones": [{"original": "+4512345678", "type": "HOME"}]},
+        ),
+    ],
+    ids=["email", "mobile"],
+)
+def test_item_by_contact_finds_the_profile(
+    gladly: Client,
+    gladly_emulator: GladlyEmulator,
+    contact: dict[str, str],
+    existing: dict[str, Any],
+) -> None:
+    gladly_emulator.add_profile({"id": "p1", **existing})
+    body = {"customer": contact, "content": activity()}
+    assert gladly("POST", ITEMS, json=body).status_code == 201
+    assert [i["customerId"] for i in gladly_emulator.conversation_items()] == ["p1"]
+    assert gladly_emulator.profiles_created_by_items == []
+
+
+def test_item_by_contact_creates_missing_profiles(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    by_email = {"customer": {"emailAddress": "new@example.com"}, "content": activity()}
+    by_mobile = {"customer": {"mobilePhone": "12345678"}, "content": activity()}
+    assert gladly("POST", ITEMS, json=by_email).status_code == 201
+    assert gladly("POST", ITEMS, json=by_mobile).status_code == 201
+    created = gladly_emulator.profiles_created_by_items
+    assert len(created) == 2
+    emailed, texted = (gladly_emulator.profiles[i] for i in created)
+    assert emailed["emails"] == [{"original": "new@example.com"}]
+    assert texted["phones"] == [{"original": "+112345678", "type": "MOBILE"}]
+    found = gladly("GET", PROFILES, params={"phoneNumber": "+112345678"}).json()
+    assert [p["id"] for p in found] == [created[1]]
+    assert gladly("POST", ITEMS, json=by_email).status_code == 201
+    assert len(gladly_emulator.profiles_created_by_items) == 2
+    state = gladly("GET", "/_emulator/state").json()
+    assert state["profiles_created_by_items"] == created
+    assert len(state["conversation_items"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("customer", "attr"),
+    [
+        (None, "customer"),
+        ({}, "customer"),
+        ({"emailAddress": "a@x.com", "mobilePhone": "+4512345678"}, "customer"),
+        ({"emailAddress": "not-an-email"}, "customer.emailAddress"),
+        ({"mobilePhone": "12"}, "customer.mobilePhone"),
+        ({"externalCustomerId": "crm-1"}, "customer.externalCustomerId"),
+    ],
+)
+def test_item_by_contact_needs_exactly_one_valid_contact(
+    gladly: Client,
+    gladly_emulator: GladlyEmulator,
+    customer: dict[str, str] | None,
+    attr: str,
+) -> None:
+    refused = gladly("POST", ITEMS, json={"customer": customer, "content": activity()})
+    assert refused.status_code == 400
+    assert first_error(refused)["attr"] == attr
+    assert gladly_emulator.profiles == {}
+
+
+LONG_AGO = "2000-01-01T00:00:00Z"
+INVALID_ITEMS = [
+    ({"content": activity(title="x" * 101)}, "content.title"),
+    ({"content": activity(title="  ")}, "content.title"),
+    (
+        {"content": {"type": "CUSTOMER_ACTIVITY", "activityType": "SMS"}},
+        "content.title",
+    ),
+    ({"content": activity(body="x" * 25_001)}, "content.body"),
+    ({"content": activity(type="MESSAGE")}, "content.type"),
+    ({"content": activity(activityType="FAX")}, "content.activityType"),
+    ({"content": activity(sourceName=7)}, "content.sourceName"),
+    ({"content": activity(link={"text": "no url"})}, "content.link.url"),
+    ({"content": activity(link="https://x.com")}, "content.link"),
+    ({"content": activity(link={"url": "https://x", "x": 1})}, "content.link.x"),
+    ({"content": activity(color="red")}, "content.color"),
+    ({"content": "hello"}, "content"),
+    ({}, "content"),
+    ({"id": "x" * 51, "content": activity()}, "id"),
+    ({"id": "has space", "content": activity()}, "id"),
+    ({"occurredAt": LONG_AGO, "content": activity()}, "occurredAt"),
+    ({"occurredAt": "yesterday", "content": activity()}, "occurredAt"),
+    ({"occurredAt": 1700000000, "content": activity()}, "occurredAt"),
+    ({"customer": {"emailAddress": "a@x.com"}, "content": activity()}, "customer"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "attr"), INVALID_ITEMS, ids=[a for _, a in INVALID_ITEMS]
+)
+def test_invalid_items_name_the_field(
+    gladly: Client, gladly_emulator: GladlyEmulator, body: dict[str, Any], attr: str
+) -> None:
+    gladly_emulator.add_profile({"id": "p1"})
+    refused = gladly("POST", customer_items("p1"), json=body)
+    assert refused.status_code == 400
+    error = first_error(refused)
+    assert (error["code"], error["attr"]) == ("invalid", attr)
+    assert gladly_emulator.conversation_items() == []
+
+
+def test_item_limits_are_inclusive(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    gladly_emulator.add_profile({"id": "p1"})
+    body = {
+        "id": "x" * 50,
+        "occurredAt": "2030-01-01T00:00:00+01:00",
+        "content": activity(title="t" * 100, body="b" * 25_000),
+    }
+    assert gladly("POST", customer_items("p1"), json=body).status_code == 201
+
+
+@pytest.mark.parametrize(("days", "status"), [(364, 201), (366, 400)])
+def test_items_may_be_up_to_a_year_old(
+    gladly: Client, gladly_emulator: GladlyEmulator, days: int, status: int
+) -> None:
+    gladly_emulator.add_profile({"id": "p1"})
+    occurred = (datetime.now(UTC) - timedelta(days=days)).isoformat()
+    body = {"occurredAt": occurred, "content": activity()}
+    assert gladly("POST", customer_items("p1"), json=body).status_code == status
+
+
+def test_invalid_item_by_contact_creates_no_profile(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    body = {"customer": {"emailAddress": "new@example.com"}, "occurredAt": LONG_AGO}
+    refused = gladly("POST", ITEMS, json={**body, "content": activity()})
+    assert first_error(refused)["attr"] == "occurredAt"
+    assert gladly_emulator.profiles == {}
+
+
+def test_repeated_item_id_is_409_anywhere_in_the_org(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    gladly_emulator.add_profile({"id": "p1"})
+    gladly_emulator.add_profile({"id": "p2"})
+    item = {"id": "evt-1", "content": activity()}
+    assert gladly("POST", customer_items("p1"), json=item).status_code == 201
+    for repeat in (
+        gladly("POST", customer_items("p1"), json=item),
+        gladly("POST", customer_items("p2"), json=item),
+        gladly("POST", ITEMS, json={**item, "customer": {"emailAddress": "new@x.com"}}),
+    ):
+        assert repeat.status_code == 409
+        assert repeat.json() == {
+            "errors": [
+                {
+                    "code": "taken",
+                    "attr": "id",
+                    "detail": "conversation item already exists",
+                }
+            ]
+        }
+    assert len(gladly_emulator.conversation_items()) == 1
+    assert gladly_emulator.profiles_created_by_items == []
+
+
+def test_listing_is_per_customer(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    gladly_emulator.add_profile({"id": "p1"})
+    gladly_emulator.add_profile({"id": "p2"})
+    for customer_id, title in (("p1", "a"), ("p2", "b"), ("p1", "c")):
+        body = {"content": activity(title=title)}
+        assert gladly("POST", customer_items(customer_id), json=body).ok
+    titles = [i["content"]["title"] for i in gladly("GET", customer_items("p1")).json()]
+    assert titles == ["a", "c"]
+    assert len(gladly_emulator.conversation_items("p2")) == 1
+    assert len(gladly_emulator.conversation_items()) == 3
+
+
+def test_items_follow_merges_and_go_with_deleted_profiles(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    gladly_emulator.add_profile({"id": "old"})
+    gladly_emulator.add_profile({"id": "keep"})
+    assert gladly("POST", customer_items("old"), json={"content": activity()}).ok
+    gladly_emulator.merge("old", "keep")
+    assert len(gladly("GET", customer_items("keep")).json()) == 1
+    assert gladly("DELETE", f"{PROFILES}/keep").status_code == 204
+    assert gladly_emulator.conversation_items() == []
+
+
+def test_items_spend_the_post_budget(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    gladly_emulator.configure(rate_limit=2)
+    gladly_emulator.add_profile({"id": "p1"})
+    body = {"content": activity()}
+    by_contact = {**body, "customer": {"emailAddress": "a@x.com"}}
+    answers = [
+        gladly("POST", customer_items("p1"), json=body),
+        gladly("POST", ITEMS, json=by_contact),
+        gladly("POST", PROFILES, json={}),
+        gladly("GET", customer_items("p1")),
+    ]
+    assert [r.status_code for r in answers] == [201, 201, 429, 200]
+    assert gladly_emulator.rate_limited_by_method == {"POST": 1}

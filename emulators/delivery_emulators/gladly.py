@@ -11,8 +11,8 @@ import secrets
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from delivery_emulators.base import (
@@ -25,6 +25,8 @@ from delivery_emulators.base import (
 )
 
 PROFILES = "/api/v1/customer-profiles"
+ITEMS = "/api/v1/conversation-items"
+CUSTOMER_ITEMS = "/api/v1/customers/{customerId}/conversation-items"
 PROFILE_FIELDS = frozenset(
     {
         "id",
@@ -71,11 +73,29 @@ RATE_LIMIT_SCOPES = ("per_method", "shared")
 CONFLICT_STATUSES = (409, 400)
 SHARED_WINDOW = "*"
 MAX_FOUND = 50
+ITEM_FIELDS = frozenset({"id", "occurredAt", "content"})
+CONTENT_FIELDS = frozenset(
+    {"type", "title", "body", "activityType", "sourceName", "link"}
+)
+ACTIVITY_TYPES = ("CHAT", "EMAIL", "ISSUE", "OTHER", "SMS", "SURVEY", "VOICE")
+#: (name, longest length or None, required) of an object's text fields.
+CONTENT_TEXTS = (
+    ("title", 100, True),
+    ("body", 25_000, False),
+    ("sourceName", None, False),
+)
+LINK_TEXTS = (("url", None, True), ("text", None, False))
+LINK_FIELDS = frozenset({"url", "text"})
+#: How `POST /api/v1/conversation-items` names its customer.
+CUSTOMER_KEYS = ("emailAddress", "mobilePhone")
+MAX_ITEM_AGE = timedelta(days=365)
+ITEM_ID = re.compile(r"[A-Za-z0-9._~-]{1,50}")
 URL_SAFE_ID = re.compile(r"[A-Za-z0-9._~-]{1,49}")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 Profile = dict[str, Any]
+Item = dict[str, Any]  # a conversation item
 
 
 def one_of(name: str, *allowed: Any) -> Callable[[Any], Any]:
@@ -231,6 +251,9 @@ class GladlyEmulator(EmulatorServer):
         self.route("GET", PROFILES + "/{id}", self._read)
         self.route("PATCH", PROFILES + "/{id}", self._patch)
         self.route("DELETE", PROFILES + "/{id}", self._delete)
+        self.route("POST", CUSTOMER_ITEMS, self._create_customer_item)
+        self.route("GET", CUSTOMER_ITEMS, self._customer_items)
+        self.route("POST", ITEMS, self._create_item_by_contact)
         self._reset_data()
 
     # -- helpers for tests -----------------------------------------------
@@ -259,9 +282,21 @@ class GladlyEmulator(EmulatorServer):
                 _phone_key,
             )
             self.merged[old_id] = into_id
+            for item in self._items.values():
+                if item["customerId"] == old_id:
+                    item["customerId"] = into_id
             if old_id in self.open_conversations:
                 self.open_conversations.remove(old_id)
                 self.open_conversations.add(into_id)
+
+    def conversation_items(self, customer_id: str | None = None) -> list[Item]:
+        """Stored conversation items in creation order: one customer's or all."""
+        with self._lock:
+            return [
+                copy.deepcopy(item)
+                for item in self._items.values()
+                if customer_id in (None, item["customerId"])
+            ]
 
     def open_conversation(self, profile_id: str) -> None:
         """Give a profile an open conversation, which blocks its deletion."""
@@ -277,6 +312,8 @@ class GladlyEmulator(EmulatorServer):
                 "profiles": self.profiles,
                 "merged": self.merged,
                 "open_conversations": sorted(self.open_conversations),
+                "conversation_items": list(self._items.values()),
+                "profiles_created_by_items": self.profiles_created_by_items,
                 "rate_limited": self.rate_limited,
                 "rate_limited_by_method": dict(self.rate_limited_by_method),
             }
@@ -303,6 +340,8 @@ class GladlyEmulator(EmulatorServer):
         self.profiles: dict[str, Profile] = {}
         self.merged: dict[str, str] = {}  # merged-away id → surviving id
         self.open_conversations: set[str] = set()
+        self._items: dict[str, Item] = {}
+        self.profiles_created_by_items: list[str] = []
         self.rate_limited = 0
         self.rate_limited_by_method: Counter[str] = Counter()
         self._windows: dict[str, deque[float]] = {}
@@ -376,8 +415,7 @@ class GladlyEmulator(EmulatorServer):
         matches = self._matcher(key, value)
         if matches is None:
             return self.error(400, f"malformed {key}", "invalid", key)
-        found = [p for p in reversed(self.profiles.values()) if matches(p)]
-        return Response(200, found[:MAX_FOUND])
+        return Response(200, self._search(matches)[:MAX_FOUND])
 
     def _read(self, request: Request) -> Response:
         profile_id = request.params["id"]
@@ -424,6 +462,11 @@ class GladlyEmulator(EmulatorServer):
             detail = "customer has open conversations"
             return self.error(400, detail, "invalid_state")
         del self.profiles[profile_id]
+        self._items = {
+            key: item
+            for key, item in self._items.items()
+            if item["customerId"] != profile_id
+        }
         self.merged = {
             old: new
             for old, new in self.merged.items()
@@ -431,7 +474,70 @@ class GladlyEmulator(EmulatorServer):
         }
         return Response(204)
 
+    def _create_customer_item(self, request: Request) -> Response:
+        customer_id = request.params["customerId"]
+        if customer_id not in self.profiles:
+            return self.error(404, "customer not found", "not_found")
+        return self._create_item(request.json, ITEM_FIELDS, lambda: customer_id)
+
+    def _create_item_by_contact(self, request: Request) -> Response:
+        """The customer is named by email or mobile, and created when missing."""
+        body = request.json
+        return self._create_item(
+            body, ITEM_FIELDS | {"customer"}, lambda: self._customer_for(body)
+        )
+
+    def _create_item(
+        self, body: Any, fields: frozenset[str], customer: Callable[[], str]
+    ) -> Response:
+        """Validate, refuse a repeated id, then store (`customer` runs last)."""
+        if not isinstance(body, dict):
+            return self.error(400, "body must be a JSON object", "invalid")
+        problem = _item_problem(body, fields)
+        if problem:
+            attr, detail = problem
+            return self.error(400, detail, "invalid", attr)
+        item_id = body.get("id") or secrets.token_urlsafe(16)
+        if item_id in self._items:
+            detail = "conversation item already exists"
+            return self.error(409, detail, "taken", "id")
+        self._items[item_id] = {
+            "id": item_id,
+            "customerId": customer(),
+            "occurredAt": body.get("occurredAt") or _now(),
+            "content": copy.deepcopy(body["content"]),
+            "createdAt": _now(),
+        }
+        return Response(201, headers={"Location": f"{ITEMS}/{item_id}"})
+
+    def _customer_items(self, request: Request) -> Response:
+        customer_id = request.params["customerId"]
+        if customer_id not in self.profiles:
+            return self.error(404, "customer not found", "not_found")
+        return Response(200, self.conversation_items(customer_id))
+
     # -- validation and lookup -------------------------------------------
+
+    def _customer_for(self, body: dict[str, Any]) -> str:
+        """Id of the newest profile holding the item's contact, made if none does."""
+        ((key, value),) = body["customer"].items()
+        if key == "mobilePhone":
+            number = e164(value)
+            found = self._search(lambda p: number in _phones(p, mobile_only=False))
+            new = {"phones": [{"original": number, "type": "MOBILE"}]}
+        else:
+            email = normalize_email(value)
+            found = self._search(lambda p: email in _emails(p))
+            new = {"emails": [{"original": value}]}
+        if found:
+            return str(found[0]["id"])
+        profile_id = self.add_profile(new)
+        self.profiles_created_by_items.append(profile_id)
+        return profile_id
+
+    def _search(self, matches: Callable[[Profile], bool]) -> list[Profile]:
+        """Matching profiles, newest first."""
+        return [p for p in reversed(self.profiles.values()) if matches(p)]
 
     def _invalid(self, body: Any) -> Response | None:
         """400 for a body that breaks the contract's profile shape."""
@@ -540,6 +646,99 @@ def _phone_problem(item: Any) -> str | None:
     if isinstance(original, str) and e164(original, region):
         return None
     return f"malformed phone: {original!r}"
+
+
+def _item_problem(
+    body: dict[str, Any], fields: frozenset[str]
+) -> tuple[str, str] | None:
+    """(attr, detail) of the first contract violation in a conversation item."""
+    unknown = sorted(set(body) - fields)
+    if unknown:
+        return unknown[0], "unknown field"
+    if "customer" in fields:
+        problem = _customer_problem(body.get("customer"))
+        if problem:
+            return problem
+    item_id = body.get("id")
+    if item_id is not None and not (
+        isinstance(item_id, str) and ITEM_ID.fullmatch(item_id)
+    ):
+        return "id", "id must be URL-safe and at most 50 characters"
+    if "occurredAt" in body and not _within_a_year(body["occurredAt"]):
+        return "occurredAt", "must be an ISO 8601 timestamp less than a year old"
+    return _content_problem(body.get("content"))
+
+
+def _customer_problem(customer: Any) -> tuple[str, str] | None:
+    """The contact of `POST /api/v1/conversation-items`: one well-formed key."""
+    if not isinstance(customer, dict) or len(customer) != 1:
+        return "customer", f"give exactly one of {', '.join(CUSTOMER_KEYS)}"
+    ((key, value),) = customer.items()
+    if key == "emailAddress":
+        ok = isinstance(value, str) and EMAIL.fullmatch(normalize_email(value))
+    elif key == "mobilePhone":
+        ok = isinstance(value, str) and e164(value) is not None
+    else:
+        return f"customer.{key}", "unknown field"
+    return None if ok else (f"customer.{key}", f"malformed {key}")
+
+
+def _within_a_year(value: Any) -> bool:
+    """Gladly refuses activity that occurred more than a year ago."""
+    if not isinstance(value, str):
+        return False
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment >= datetime.now(UTC) - MAX_ITEM_AGE
+
+
+def _content_problem(content: Any) -> tuple[str, str] | None:
+    """A CUSTOMER_ACTIVITY content object with its length limits."""
+    problem = _object_problem(content, "content", CONTENT_FIELDS, CONTENT_TEXTS)
+    if problem:
+        return problem
+    if content.get("type") != "CUSTOMER_ACTIVITY":
+        return "content.type", "must be CUSTOMER_ACTIVITY"
+    if content.get("activityType") not in ACTIVITY_TYPES:
+        return "content.activityType", f"must be one of {', '.join(ACTIVITY_TYPES)}"
+    if "link" in content:
+        return _object_problem(content["link"], "content.link", LINK_FIELDS, LINK_TEXTS)
+    return None
+
+
+def _object_problem(
+    value: Any,
+    attr: str,
+    fields: Collection[str],
+    texts: tuple[tuple[str, int | None, bool], ...],
+) -> tuple[str, str] | None:
+    """A JSON object without unknown keys whose text fields keep their rules."""
+    if not isinstance(value, dict):
+        return attr, "must be an object"
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        return f"{attr}.{unknown[0]}", "unknown field"
+    for name, longest, required in texts:
+        detail = _text_problem(value.get(name), longest, required)
+        if detail:
+            return f"{attr}.{name}", detail
+    return None
+
+
+def _text_problem(value: Any, longest: int | None, required: bool) -> str | None:
+    if value is None:
+        return "is required" if required else None
+    if not isinstance(value, str):
+        return "must be a string"
+    if required and not value.strip():
+        return "must not be blank"
+    if longest is not None and len(value) > longest:
+        return f"must be at most {longest} characters"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
