@@ -619,3 +619,44 @@ def test_items_spend_the_post_budget(
     ]
     assert [r.status_code for r in answers] == [201, 201, 429, 200]
     assert gladly_emulator.rate_limited_by_method == {"POST": 1}
+
+
+# -- external_id_locked -------------------------------------------------------
+
+
+def test_external_id_is_free_by_default(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    body = {"id": "p1", "externalCustomerId": "crm-1"}
+    assert gladly("POST", PROFILES, json=body).status_code == 201
+    patch = {"externalCustomerId": "crm-2"}
+    assert gladly("PATCH", f"{PROFILES}/p1", json=patch).status_code == 204
+    found = gladly("GET", PROFILES, params={"externalCustomerId": "crm-2"})
+    assert [p["id"] for p in found.json()] == ["p1"]
+
+
+def test_locked_external_id_cannot_be_set_or_searched(
+    gladly: Client, gladly_emulator: GladlyEmulator
+) -> None:
+    gladly_emulator.add_profile({"id": "p1", "externalCustomerId": "crm-1"})
+    config = gladly("POST", "/_emulator/config", json={"external_id_locked": True})
+    assert config.json()["external_id_locked"] is True
+    refused = [
+        gladly("POST", PROFILES, json={"externalCustomerId": "crm-2"}),
+        gladly("PATCH", f"{PROFILES}/p1", json={"externalCustomerId": "crm-2"}),
+        gladly("GET", PROFILES, params={"externalCustomerId": "crm-1"}),
+    ]
+    for response in refused:
+        assert response.status_code == 400
+        error = first_error(response)
+        assert (error["code"], error["attr"]) == ("invalid", "externalCustomerId")
+        assert "lookup adaptor" in error["detail"]
+    assert [first_error(r)["detail"].split(" for ")[0] for r in refused] == [
+        "cannot be set",
+        "cannot be set",
+        "cannot be searched",
+    ]
+    assert gladly_emulator.profiles["p1"]["externalCustomerId"] == "crm-1"
+    assert len(gladly_emulator.profiles) == 1
+    assert gladly("PATCH", f"{PROFILES}/p1", json={"name": "Ada"}).status_code == 204
+    assert gladly("GET", f"{PROFILES}/p1").json()["externalCustomerId"] == "crm-1"

@@ -219,6 +219,7 @@ class GladlyEmulator(EmulatorServer):
         "conflict_status": as_conflict_status,
         "forbidden": bool,
         "compliance_admin": boolean,
+        "external_id_locked": bool,
     }
     write_methods = frozenset({"POST", "PATCH", "DELETE"})
 
@@ -234,6 +235,7 @@ class GladlyEmulator(EmulatorServer):
         conflict_status: int = 409,
         forbidden: bool = False,
         compliance_admin: bool = True,
+        external_id_locked: bool = False,
         latency: float = 0.0,
         seed: int = 0,
     ) -> None:
@@ -245,6 +247,7 @@ class GladlyEmulator(EmulatorServer):
         self.conflict_status = as_conflict_status(conflict_status)
         self.forbidden = forbidden
         self.compliance_admin = boolean(compliance_admin)
+        self.external_id_locked = external_id_locked
         self.route("GET", "/api/v1/organization", self._organization)
         self.route("POST", PROFILES, self._create)
         self.route("GET", PROFILES, self._find)
@@ -412,6 +415,8 @@ class GladlyEmulator(EmulatorServer):
         if len(keys) != 1 or len(request.query[keys[0]]) != 1:
             return self.error(400, f"give exactly one of {', '.join(FIND_KEYS)}")
         key, value = keys[0], request.query[keys[0]][0].strip()
+        if key == "externalCustomerId" and self.external_id_locked:
+            return self._external_id_locked("cannot be searched")
         matches = self._matcher(key, value)
         if matches is None:
             return self.error(400, f"malformed {key}", "invalid", key)
@@ -547,7 +552,14 @@ class GladlyEmulator(EmulatorServer):
         if problem:
             attr, detail = problem
             return self.error(400, detail, "invalid", attr)
+        if "externalCustomerId" in body and self.external_id_locked:
+            return self._external_id_locked("cannot be set")
         return None
+
+    def _external_id_locked(self, refused: str) -> Response:
+        """Profiles linked to a lookup adaptor (since 2021-05-12) own this field."""
+        detail = f"{refused} for profiles linked to a lookup adaptor"
+        return self.error(400, detail, "invalid", "externalCustomerId")
 
     def _taken(self, body: Profile, own_id: str) -> Response | None:
         """`taken` when another profile holds one of the body's emails or mobiles."""
