@@ -1,6 +1,76 @@
-"""Gladly REST API emulator, per /work/shared/api-contracts.md ("Gladly").
+"""Gladly REST API emulator, per docs/api-contracts.md ("Gladly").
 
-Run standalone: `python -m delivery_emulators.gladly --port 8766 --rate-limit 10`.
+A real HTTP server holding one in-memory Gladly organization, for the tests,
+the demo and anyone trying target-gladly without a Gladly account. Where
+Gladly's documentation leaves a behaviour open or it varies between
+organizations, a setting picks one, so a client can be tested against each.
+
+Start it
+    gladly-emulator --port 8766
+    python -m delivery_emulators.gladly --port 8766 --rate-limit-scope shared
+It prints `listening on http://127.0.0.1:8766` and serves until SIGTERM or
+Ctrl-C; without `--port` it picks a free port. Every setting below is also a
+flag (`rate_limit_scope` → `--rate-limit-scope shared`); the flags of the
+true/false settings that default to false take no value (`--forbidden`).
+
+Credentials (HTTP Basic, as Gladly's API users)
+    username `agent@example.com`, password (API token) `demo-token`;
+    change them with `--username` / `--api-token`.
+
+Gladly API served
+    GET    /api/v1/organization
+    POST   /api/v1/customer-profiles              201 + Location, no body
+    GET    /api/v1/customer-profiles?email=|phoneNumber=|externalCustomerId=
+    GET    /api/v1/customer-profiles/{id}         301 when merged away
+    PATCH  /api/v1/customer-profiles/{id}         204
+    DELETE /api/v1/customer-profiles/{id}         204
+    POST   /api/v1/customers/{customerId}/conversation-items     201
+    GET    /api/v1/customers/{customerId}/conversation-items     200 array
+    POST   /api/v1/conversation-items   customer by emailAddress or mobilePhone
+
+Phones are stored as Gladly reads them: E.164 without separators; a number
+without "+" takes the calling code of its `regionCode` (a built-in table of
+common countries), or is read as a US number (+1) when it has none.
+
+Control endpoints (no credentials, not rate-limited, not in the call counts)
+    GET  /_emulator/state    settings, faults, call counts, profiles, merges,
+                             open_conversations, conversation_items,
+                             profiles_created_by_items, rate_limited(_by_method)
+    GET  /_emulator/calls    calls per route, peak concurrency, write calls,
+                             status counts, faults fired
+    POST /_emulator/config   a JSON object of settings and actions; answers the
+                             settings, or 400 for an unknown key or bad value:
+        {"rate_limit": 200, "rate_limit_scope": "shared"}
+        {"conflict_status": 400, "external_id_locked": true}
+        {"compliance_admin": false}
+        {"open_conversation": "<profile id>"}    blocks deleting that profile
+        {"faults": [{"route": "POST /api/v1/customer-profiles",
+                     "status": 503, "count": 1}]}   (see EmulatorServer.inject)
+        {"clear_faults": true}
+    POST /_emulator/reset    forget data, counters and faults; keep settings
+
+Settings (constructor keyword, config key and CLI flag alike)
+    username, api_token   the accepted Basic credentials (see above)
+    rate_limit            requests admitted per rolling second (default 10)
+    rate_limit_scope      "per_method" (default): each HTTP method has its own
+                          `rate_limit` budget, as Gladly lists it; "shared":
+                          all methods draw on one budget. The Ratelimit-*
+                          headers report the budget the request drew on.
+    conflict_status       409 (default) or 400: the status of the `taken`
+                          answer when a create reuses a profile id, or a
+                          create or PATCH an email or MOBILE phone of another
+                          profile. Gladly documents both for create and only
+                          400 for PATCH; 409 answers PATCH with 409 too.
+    forbidden             true: every call answers 403 (the user lacks the
+                          API permission)
+    compliance_admin      true (default): the API user may DELETE profiles;
+                          false: DELETE answers 403. On the CLI it takes a
+                          value: `--compliance-admin false`
+    external_id_locked    true: profiles are linked to a lookup adaptor, so a
+                          create or PATCH with externalCustomerId, and a find
+                          by externalCustomerId, answer 400
+    latency               seconds added to every answer (default 0)
+    seed                  seeds the random choice of `rate` faults
 """
 
 from __future__ import annotations
@@ -357,7 +427,7 @@ class GladlyEmulator(EmulatorServer):
         }
 
     def _gate(self, request: Request) -> Response | None:
-        """Basic auth, permission, then the per-method rate limit."""
+        """Basic auth, permission, then the rate limit."""
         if basic_credentials(request.headers) != (self.username, self.api_token):
             return self.error(401, "missing or bad API credentials", "unauthorized")
         if self.forbidden:
