@@ -6,6 +6,9 @@ tests can rely on whichever variant they choose.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -660,3 +663,33 @@ def test_locked_external_id_cannot_be_set_or_searched(
     assert len(gladly_emulator.profiles) == 1
     assert gladly("PATCH", f"{PROFILES}/p1", json={"name": "Ada"}).status_code == 204
     assert gladly("GET", f"{PROFILES}/p1").json()["externalCustomerId"] == "crm-1"
+
+
+# -- command line -------------------------------------------------------------
+
+
+def test_cli_flags_set_every_variant() -> None:
+    expected = {
+        "rate_limit_scope": "shared",
+        "conflict_status": 400,
+        "compliance_admin": False,
+        "external_id_locked": True,
+    }
+    flags = [
+        *("--rate-limit-scope", "shared", "--conflict-status", "400"),
+        *("--compliance-admin", "false", "--external-id-locked"),
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "delivery_emulators.gladly", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip().removeprefix("listening on ")
+        state = requests.get(f"{url}/_emulator/state", timeout=TIMEOUT).json()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    assert {key: state["settings"][key] for key in expected} == expected
