@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import typing as t
+import urllib.parse
 import urllib.request
 import venv
 import zipfile
@@ -153,6 +154,8 @@ def download_uv() -> Path:
     try:
         with urllib.request.urlopen(PYPI_UV, timeout=30) as response:
             release = json.load(response)
+            # PyPI answers absolute URLs; a mirror in front of it may not
+            base = response.geturl()
         wheel = next(
             (
                 f
@@ -166,9 +169,10 @@ def download_uv() -> Path:
                 f"PyPI has no uv wheel for {sys.platform} {platform.machine()}; "
                 "install uv yourself (https://docs.astral.sh/uv/) and run again"
             )
-        with urllib.request.urlopen(wheel["url"], timeout=120) as response:
+        url = urllib.parse.urljoin(base, wheel["url"])
+        with urllib.request.urlopen(url, timeout=120) as response:
             data = response.read()
-    except OSError as exc:  # URLError, timeouts, DNS
+    except (OSError, ValueError) as exc:  # URLError, timeouts, DNS, bad JSON
         raise StepFailed(
             f"downloading uv from PyPI failed ({exc}); check the network or proxy "
             "(HTTPS_PROXY), or install uv yourself and run again"
