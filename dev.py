@@ -17,6 +17,7 @@ builds every other environment with uv. A second run reuses all of it.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
@@ -24,7 +25,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import typing as t
 import urllib.parse
 import urllib.request
@@ -149,7 +149,10 @@ def compatible(filename: str) -> bool:
 
 
 def download_uv() -> Path:
-    """The uv binary from PyPI's newest uv wheel, checked against its sha256."""
+    """The uv binary from PyPI's newest uv wheel, checked against its sha256.
+
+    The wheel holds nothing but the binary, which needs no Python to run.
+    """
     step("downloading uv from PyPI (no uv on PATH and no pip to install it)")
     try:
         with urllib.request.urlopen(PYPI_UV, timeout=30) as response:
@@ -185,15 +188,8 @@ def download_uv() -> Path:
 def unpack_uv(wheel: bytes, version: str) -> Path:
     """Copy the uv executable out of the wheel into the virtualenv's bin."""
     target = BIN / "uv"
-    with tempfile.TemporaryFile() as file:
-        file.write(wheel)
-        file.seek(0)
-        with (
-            zipfile.ZipFile(file) as archive,
-            archive.open(f"uv-{version}.data/scripts/uv") as source,
-            open(target, "wb") as out,
-        ):
-            shutil.copyfileobj(source, out)
+    with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
+        target.write_bytes(archive.read(f"uv-{version}.data/scripts/uv"))
     target.chmod(0o755)
     return target
 
