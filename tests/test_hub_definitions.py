@@ -139,9 +139,10 @@ def check_declared(target: str, declared: list[dict[str, t.Any]]) -> None:
         assert setting["kind"] in HUB_KINDS, (name, setting["kind"])
         if (kind := json_type(prop)) is not None:
             assert setting["kind"] in KINDS[kind], (name, setting["kind"], kind)
-        if prop.get("enum"):
+        if prop.get("enum"):  # allowed_values; the Hub's options are strings
             assert setting["kind"] == "options", name
-            assert [o["value"] for o in setting["options"]] == prop["enum"], name
+            values = [v for v in prop["enum"] if isinstance(v, str)]
+            assert [o["value"] for o in setting["options"]] == values, name
         assert setting.get("description", "") == prop.get("description", ""), (
             f"{name} description {REGENERATE}"
         )
