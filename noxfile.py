@@ -1,38 +1,71 @@
 """Development sessions: tests (default), lint, typing, bench, demo.
 
-nox installs everything else itself; a machine needs only Python 3.11+ and
-pip (``python3 -m pip install nox uv``). uv is used when present because it
-installs the plugins in seconds instead of minutes.
+nox installs everything else itself. ``python3 dev.py <session>`` gets nox
+and uv first on a machine that has only Python 3.11+; with both installed,
+``python3 -m nox -s <session>`` is the same. uv is used when present
+because it installs the plugins in seconds instead of minutes.
+
+Dependencies come from ``pyproject.toml``: the packages are the uv
+workspace members, the tools its ``[dependency-groups]``, so a new member
+or a new test dependency is declared once, there.
 """
 
 from __future__ import annotations
 
 import shutil
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 
 import nox
 
+nox.needs_version = ">=2025.2.9"  # nox.project.dependency_groups
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-PACKAGES = ("./singer-delivery", "./target-agillic", "./target-gladly", "./emulators")
-TEST_REQUIREMENTS = (
-    "pytest>=8.3,<10",
-    "pytest-timeout>=2.3,<3",
-    "requests-mock>=1.12,<2",
-)
+ROOT = Path(__file__).resolve().parent
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 MELTANO = "meltano>=4.4,<5"
 #: Meltano's own virtualenv, shared by the tests and demo sessions.
-MELTANO_VENV = Path(__file__).resolve().parent / ".nox" / "meltano"
+MELTANO_VENV = ROOT / ".nox" / "meltano"
 MELTANO_ENV = {"MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"}
 
 
+def workspace_members() -> list[Path]:
+    """Top-level directories with a pyproject.toml that uv counts as members.
+
+    Read from ``[tool.uv.workspace]`` (``members`` globs minus ``exclude``)
+    rather than listed here, so that adding a package is one line there.
+    """
+    workspace = PYPROJECT["tool"]["uv"]["workspace"]
+    members, excluded = workspace["members"], workspace.get("exclude", [])
+    return [
+        path.parent
+        for path in sorted(ROOT.glob("*/pyproject.toml"))
+        if any(fnmatch(path.parent.name, pattern) for pattern in members)
+        and not any(fnmatch(path.parent.name, pattern) for pattern in excluded)
+    ]
+
+
+def import_packages() -> list[str]:
+    """The importable package directories of every member, for mypy."""
+    return [
+        str(init.parent.relative_to(ROOT))
+        for member in workspace_members()
+        for init in sorted(member.glob("*/__init__.py"))
+    ]
+
+
+def dependency_group(name: str) -> tuple[str, ...]:
+    """The requirements of one ``[dependency-groups]`` entry of pyproject.toml."""
+    return nox.project.dependency_groups(PYPROJECT, name)
+
+
 def install_packages(session: nox.Session) -> None:
-    """The three workspace packages, editable, in one resolver pass."""
-    args = [arg for package in PACKAGES for arg in ("-e", package)]
-    session.install(*args)
+    """Every workspace package, editable, in one resolver pass."""
+    members = [f"./{member.relative_to(ROOT)}" for member in workspace_members()]
+    session.install(*[arg for member in members for arg in ("-e", member)])
 
 
 def install_meltano(session: nox.Session) -> Path:
@@ -59,7 +92,7 @@ def install_meltano(session: nox.Session) -> Path:
 def tests(session: nox.Session) -> None:
     """Unit, emulator and end-to-end (PostgreSQL and Meltano) tests."""
     install_packages(session)
-    session.install(*TEST_REQUIREMENTS)
+    session.install(*dependency_group("test"))
     meltano = install_meltano(session)
     session.run(
         "pytest", *session.posargs, env={**MELTANO_ENV, "MELTANO_BIN": str(meltano)}
@@ -69,22 +102,17 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
-    session.install("ruff>=0.8,<1")
+    session.install(*dependency_group("lint"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
 
 @nox.session
 def typing(session: nox.Session) -> None:
-    """mypy on the three packages."""
+    """mypy on every workspace package."""
     install_packages(session)
-    session.install("mypy>=1.13,<3", "types-requests>=2.32,<3")
-    session.run(
-        "mypy",
-        "singer-delivery/singer_delivery",
-        "target-agillic/target_agillic",
-        "target-gladly/target_gladly",
-    )
+    session.install(*dependency_group("typing"))
+    session.run("mypy", *import_packages())
 
 
 @nox.session(default=False)

@@ -1,7 +1,8 @@
 """Write the Meltano Hub definitions and meltano.yml's loaders from ``--about``.
 
 The settings of both targets are declared three times: in the targets'
-code, in ``hub/loaders/*.yml`` (what a Meltano Hub pull request adds) and in
+code, in ``hub/_data/meltano/loaders/<target>/reverse-etl-oss.yml`` (the
+files a Meltano Hub pull request adds, at the same paths) and in
 ``meltano.yml`` (what this repository's project installs). Only the first
 is written by hand; this script derives the other two so that they cannot
 drift, and ``tests/test_hub_definitions.py`` fails when someone changes a
@@ -9,16 +10,12 @@ setting without running it::
 
     uv run python hub/generate.py    # or any Python with both targets installed
 
-It rewrites ``hub/loaders/<target>.yml`` whole, and in ``meltano.yml`` only
-each loader's ``capabilities``, ``settings_group_validation`` and
-``settings``, between its ``# BEGIN generated from <target> --about`` and
-``# END generated`` lines, so the rest of the file (``pip_url``, ``config``,
-comments) stays as written.
-
-Submitting to the Hub: copy ``hub/loaders/<target>.yml`` to
-``_data/meltano/loaders/<target>/reverse-etl-oss.yml``, add a
-``reverse-etl-oss`` entry to ``_data/maintainers.yml`` and a logo at
-``static/assets/logos/loaders/<destination>.png``.
+It rewrites each Hub definition whole, and in ``meltano.yml`` only each
+loader's ``capabilities``, ``settings_group_validation`` and ``settings``,
+between its ``# BEGIN generated from <target> --about`` and ``# END
+generated`` lines, so the rest of the file (``pip_url``, ``config``,
+comments) stays as written. hub/README.md says what a Hub pull request
+needs besides these files.
 """
 
 from __future__ import annotations
@@ -32,7 +29,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-HUB_DIR = ROOT / "hub" / "loaders"
+#: The Hub repository's layout: _data/meltano/loaders/<name>/<variant>.yml
+HUB_LOADERS = ROOT / "hub" / "_data" / "meltano" / "loaders"
 MELTANO_YML = ROOT / "meltano.yml"
 BEGIN = "    # BEGIN generated from {target} --about (python hub/generate.py)\n"
 END = "    # END generated from {target} --about\n"
@@ -61,13 +59,20 @@ HUB_METADATA: dict[str, dict[str, t.Any]] = {
     },
 }
 
-#: Words the Hub writes in capitals in generated labels.
-LABEL_WORDS = {"Api": "API", "Id": "ID", "Url": "URL"}
+#: Words the Hub writes in capitals in generated labels (hub-utils' _get_label).
+LABEL_WORDS = {"Api": "API", "Id": "ID", "Url": "URL", "Ssl": "SSL", "Oauth": "OAuth"}
 
-#: Hub kinds for JSON schema types; strings are refined by ``kind_of``.
+#: Setting kinds for JSON schema types; strings are refined by ``kind_of``.
+#: A JSON number is a ``string``: Meltano 4.4 casts a ``decimal`` setting
+#: taken from an environment variable to Decimal and then fails to write the
+#: config ("Object of type Decimal is not JSON serializable"), and an
+#: ``integer`` one fails on "0.9"; the Hub's own definitions use neither for
+#: fractions. As a string, a value from the environment reaches the target
+#: as "0.9", which the target coerces to a number; one from meltano.yml
+#: keeps its YAML type.
 TYPE_KINDS = {
     "integer": "integer",
-    "number": "decimal",
+    "number": "string",
     "boolean": "boolean",
     "object": "object",
     "array": "array",
@@ -89,6 +94,11 @@ def about(target: str) -> dict[str, t.Any]:
         check=True,
     ).stdout
     return t.cast(dict[str, t.Any], json.loads(output))
+
+
+def hub_path(target: str) -> Path:
+    """Where the Hub keeps this target's definition, here and in its repository."""
+    return HUB_LOADERS / target / f"{VARIANT}.yml"
 
 
 def schema_types(schema: dict[str, t.Any]) -> list[str]:
@@ -123,7 +133,11 @@ def flat_properties(
 
 
 def kind_of(prop: dict[str, t.Any]) -> str:
-    """The Meltano setting kind: secrets are passwords, enums are options."""
+    """The setting kind: secrets are passwords, string enums options.
+
+    ``password`` (with ``sensitive: true``) is what the Hub's definitions
+    use for secrets; Meltano reads it as a sensitive string.
+    """
     if prop.get("secret") or prop.get("writeOnly"):
         return "password"
     types = schema_types(prop)
@@ -140,66 +154,72 @@ def label_of(name: str, prop: dict[str, t.Any]) -> str:
     """The schema's title, else the Hub's usual label for the name."""
     if prop.get("title"):
         return str(prop["title"])
-    words = name.replace(".", " ").replace("_", " ").split()
+    words = name.replace(".", " ").replace("_", " ").replace("-", " ").split()
     return " ".join(LABEL_WORDS.get(w.title(), w.title()) for w in words)
 
 
-def hub_setting(name: str, prop: dict[str, t.Any]) -> dict[str, t.Any]:
-    """One setting: name, label, kind, description, options, sensitivity."""
+def setting(name: str, prop: dict[str, t.Any]) -> dict[str, t.Any]:
+    """One setting: name, kind, description, options, sensitivity."""
     kind = kind_of(prop)
-    setting: dict[str, t.Any] = {
+    declared: dict[str, t.Any] = {
         "name": name,
-        "label": label_of(name, prop),
         "kind": kind,
         "description": prop.get("description", ""),
     }
     if kind == "options":
-        setting["options"] = [
-            {"label": label_of(value, {}), "value": value} for value in prop["enum"]
+        declared["options"] = [
+            {"label": label_of(value, {}), "value": value}
+            for value in prop["enum"]
+            if isinstance(value, str)
         ]
     if kind == "password":
-        setting["sensitive"] = True
-    return setting
+        declared["sensitive"] = True
+    return declared
 
 
-def install_url(target: str) -> str:
-    """pip requirements for the target and the shared package it needs.
-
-    singer-delivery is not on PyPI yet, so both come from the repository.
-    """
-    return " ".join(
-        f"git+{REPO}.git#subdirectory={package}"
-        for package in ("singer-delivery", target)
-    )
+def settings_of(info: dict[str, t.Any]) -> list[tuple[str, dict[str, t.Any]]]:
+    """Every setting of ``--about``, sorted by name as the Hub's linter sorts them."""
+    return sorted(flat_properties(info["settings"]))
 
 
 def hub_definition(target: str, info: dict[str, t.Any]) -> dict[str, t.Any]:
-    """The whole Hub file for one target."""
-    settings_schema = info["settings"]
+    """The whole Hub file for one target, keys sorted (the Hub's yamllint)."""
     definition: dict[str, t.Any] = {
         **HUB_METADATA[target],
         "capabilities": sorted(info["capabilities"]),
-        "docs": f"{REPO}/tree/main/{target}#readme",
+        "docs": f"{REPO}#{target}",
         "executable": target,
         "keywords": ["meltano_sdk", "reverse_etl"],
         "maintenance_status": "beta",
         "name": target,
         "namespace": target.replace("-", "_"),
         "next_steps": "",
-        "pip_url": install_url(target),
+        # the target's PyPI release pulls in singer-delivery (a dependency)
+        "pip_url": target,
         "quality": "unknown",
         "repo": REPO,
         "settings": [
-            sorted_keys({**hub_setting(name, prop), **default_of(prop)})
-            for name, prop in flat_properties(settings_schema)
+            sorted_keys(
+                {
+                    **setting(name, prop),
+                    "label": label_of(name, prop),
+                    **default_of(prop),
+                }
+            )
+            for name, prop in settings_of(info)
         ],
-        "settings_group_validation": [sorted(settings_schema.get("required", []))],
+        "settings_group_validation": group_validation(info),
         "settings_preamble": "",
         "supported_python_versions": info["supported_python_versions"],
         "usage": "",
         "variant": VARIANT,
     }
     return sorted_keys(definition)
+
+
+def group_validation(info: dict[str, t.Any]) -> list[list[str]]:
+    """The one set of settings a working configuration needs: the required ones."""
+    return [sorted(info["settings"].get("required", []))]
 
 
 def default_of(prop: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -213,21 +233,16 @@ def sorted_keys(mapping: dict[str, t.Any]) -> dict[str, t.Any]:
 
 
 def meltano_settings(info: dict[str, t.Any]) -> dict[str, t.Any]:
-    """The generated keys of a loader in meltano.yml.
+    """The generated keys of a loader in meltano.yml: the Hub's, less two.
 
     Defaults are left to the target (no ``value``), so meltano.yml never
     pins a default that the code has since changed; labels add nothing to
-    ``meltano config <target> list``, which shows the descriptions.
+    ``meltano config list``, which shows the descriptions.
     """
-    settings = []
-    for name, prop in flat_properties(info["settings"]):
-        setting = hub_setting(name, prop)
-        del setting["label"]
-        settings.append(setting)
     return {
         "capabilities": sorted(info["capabilities"]),
-        "settings_group_validation": [sorted(info["settings"].get("required", []))],
-        "settings": settings,
+        "settings_group_validation": group_validation(info),
+        "settings": [setting(name, prop) for name, prop in settings_of(info)],
     }
 
 
@@ -251,11 +266,12 @@ def update_meltano_yml(text: str, target: str, info: dict[str, t.Any]) -> str:
 
 
 def main() -> None:
-    HUB_DIR.mkdir(parents=True, exist_ok=True)
     meltano_yml = MELTANO_YML.read_text()
     for target in HUB_METADATA:
         info = about(target)
-        (HUB_DIR / f"{target}.yml").write_text(dump(hub_definition(target, info)))
+        path = hub_path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dump(hub_definition(target, info)))
         meltano_yml = update_meltano_yml(meltano_yml, target, info)
     MELTANO_YML.write_text(meltano_yml)
 
