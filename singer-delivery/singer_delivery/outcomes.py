@@ -147,22 +147,12 @@ class Outcome:
 
 
 class RecordRejected(Exception):
-    """Raised by a mapping for a record that must not be sent.
-
-    ``key`` is the destination key when the mapping got that far: a mirror
-    counts such a record as seen even though it is rejected for another field.
-    """
+    """Raised by a mapping for a record that must not be sent."""
 
     def __init__(
-        self,
-        reason: str,
-        message: str,
-        *,
-        fields: t.Sequence[str] = (),
-        key: str | None = None,
+        self, reason: str, message: str, *, fields: t.Sequence[str] = ()
     ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.fields = tuple(fields)
-        self.key = key

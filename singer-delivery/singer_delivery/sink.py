@@ -123,6 +123,15 @@ class DeliverySink(BatchSink, abc.ABC):
         """The largest payload one request can carry; larger ones are rejected."""
         return None
 
+    def key_of_raw(self, record: t.Mapping[str, t.Any]) -> str | None:
+        """The destination key of a record that cannot be mapped, if it shows.
+
+        A mirror counts a row with a usable member ID as seen even when the
+        row is rejected for another field: a bad value must never turn into
+        a removal. Mirror sinks implement it.
+        """
+        return None
+
     @property
     def mirror(self) -> bool:
         """True when this sink makes a set equal to the stream's snapshot.
@@ -194,6 +203,7 @@ class DeliverySink(BatchSink, abc.ABC):
                     message,
                     fields=(field,) if field else (),
                 )
+                self._observe_raw(record)
                 self.run.recorder.unmapped(
                     self, self._with_record(reject, record), invalid=True
                 )
@@ -201,8 +211,7 @@ class DeliverySink(BatchSink, abc.ABC):
         try:
             key, payload = self.map_record(record)
         except RecordRejected as exc:
-            if exc.key is not None:
-                self.observe((exc.key,))
+            self._observe_raw(record)
             reject = Reject(
                 self.source_key(record), exc.reason, exc.message, fields=exc.fields
             )
@@ -249,6 +258,10 @@ class DeliverySink(BatchSink, abc.ABC):
         if not self.key_properties:
             return None
         return ",".join(f"{k}={record.get(k)}" for k in self.key_properties)
+
+    def _observe_raw(self, record: t.Mapping[str, t.Any]) -> None:
+        if self.mirror and (key := self.key_of_raw(record)) is not None:
+            self.observe((key,))
 
     def _with_record(self, reject: Reject, record: dict[str, t.Any]) -> Reject:
         if not self.run.rejects.include_record:

@@ -105,13 +105,10 @@ class AgillicSink(DeliverySink):
         """A ledger scope on this instance for this stream."""
         return self.run.scope(object_type, object_name, self.stream_name)
 
-    def mapped(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
-        """The record's Person Data; a reject names the recipient when it can."""
-        try:
-            return self.compiled.person_data(record)
-        except RecordRejected as exc:
-            exc.key = exc.key or self.compiled.id_of_raw(record)
-            raise
+    @override
+    def key_of_raw(self, record: t.Mapping[str, t.Any]) -> str | None:
+        """The recipient ID straight from the record (for a mirror's seen set)."""
+        return self.compiled.id_of_raw(record)
 
     def run_async_batches(
         self, path: str, items: list[Item], encode: t.Callable[[list[Item]], bytes]
@@ -156,7 +153,7 @@ class RecipientSink(AgillicSink):
     @override
     def map_record(self, record: dict[str, t.Any]) -> tuple[str, t.Any]:
         """Person Data plus the recipient ID taken from it."""
-        person_data = self.mapped(record)
+        person_data = self.compiled.person_data(record)
         return self.compiled.recipient_id(person_data), person_data
 
     @override
@@ -464,7 +461,7 @@ class OneToManySink(AgillicSink):
     @override
     def map_record(self, record: dict[str, t.Any]) -> tuple[str, t.Any]:
         """The recipient ID and the row; the key joins both."""
-        data = self.mapped(record)
+        data = self.compiled.person_data(record)
         recipient_id = self.compiled.recipient_id(data)
         row = {k: v for k, v in data.items() if k != self.mapping.recipient_id_field}
         identifier = self.table.identifier
