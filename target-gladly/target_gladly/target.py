@@ -9,7 +9,7 @@ import urllib.parse
 from singer_sdk import typing as th
 
 from singer_delivery.http import RetryPolicy, Transport
-from singer_delivery.ratelimit import RateLimiter
+from singer_delivery.ratelimit import AUTO, SCOPES, RateLimiter
 from singer_delivery.settings import check_base_url, delivery_properties
 from singer_delivery.target import DeliveryTarget
 from target_gladly import contract
@@ -121,6 +121,18 @@ class TargetGladly(DeliveryTarget):
                 "10 per method for the whole organization."
             ),
         ),
+        th.Property(
+            "rate_limit_scope",
+            th.StringType,
+            default=AUTO,
+            allowed_values=list(SCOPES),
+            description=(
+                "Whose requests one rate budget counts: per_method (GET, POST "
+                "and PATCH each get max_requests_per_second), shared (all "
+                "methods together get it), or auto (per method until Gladly's "
+                "rate-limit headers show one budget for all methods, then shared)."
+            ),
+        ),
         *shared_properties(),
     ).to_dict()
 
@@ -197,7 +209,9 @@ class TargetGladly(DeliveryTarget):
                     total=int(self.config.get("max_retries", DEFAULT_MAX_RETRIES))
                 ),
                 max_concurrency=MAX_CONNECTIONS,
-                rate_limiter=RateLimiter(self.rate),
+                rate_limiter=RateLimiter(
+                    self.rate, scope=self.config.get("rate_limit_scope", AUTO)
+                ),
                 fatal_check=contract.credential_failure,
                 user_agent=f"{self.name}/{self.plugin_version}",
             )
