@@ -1,7 +1,7 @@
 """Gladly API shapes this target assumes (see api-contracts.md, "Gladly").
 
 Paths, hosts, the profile body and the error envelope come from Gladly's
-published OpenAPI file; the 409 and 401 bodies, the rate-limit headers on
+published OpenAPI file; the clash and 401 bodies, the rate-limit headers on
 every response and the shallow merge of ``customAttributes`` are assumed.
 Each assumption lives here, in one place, and responses are read leniently:
 unknown fields are ignored, ``errors`` may be a list or a single object, and
@@ -38,6 +38,9 @@ CONTACT_KEYS = ("original", "type", "primary")
 #: A client-chosen id: URL-safe and shorter than 50 characters.
 ID_PATTERN = re.compile(r"[A-Za-z0-9._~-]{1,49}")
 DERIVED_ID_PREFIX = "tg-"
+
+#: The error code of a uniqueness clash (an id, email or MOBILE number in use).
+TAKEN = "taken"
 
 #: How many merges a read follows before giving up (merges chain rarely).
 MAX_MOVES = 5
@@ -137,6 +140,30 @@ def problems_of(response: requests.Response) -> list[ApiProblem]:
 def first_problem(response: requests.Response) -> ApiProblem:
     """The entry a reject or an error message quotes."""
     return problems_of(response)[0]
+
+
+def uniqueness_clash(response: requests.Response) -> bool:
+    """Whether Gladly refused because an id, email or MOBILE number is taken.
+
+    Gladly says so with 409, and (its OpenAPI file shows) also with 400 and
+    the code ``taken``; PATCH documents no 409 at all. Both forms mean the
+    same, so every caller asks here instead of testing for 409.
+    """
+    if response.status_code == 409:
+        return True
+    return response.status_code == 400 and any(
+        _is_taken(problem) for problem in problems_of(response)
+    )
+
+
+def clash_problem(response: requests.Response) -> ApiProblem:
+    """The ``taken`` entry of a clash (a 400 may list other problems first)."""
+    problems = problems_of(response)
+    return next((p for p in problems if _is_taken(p)), problems[0])
+
+
+def _is_taken(problem: ApiProblem) -> bool:
+    return problem.code.lower() == TAKEN
 
 
 def profiles_of(response: requests.Response) -> list[dict[str, t.Any]]:
