@@ -16,6 +16,7 @@ import typing as t
 import urllib.parse
 from dataclasses import dataclass, field
 
+import phonenumbers
 import requests
 
 ORGANIZATION_PATH = "/api/v1/organization"
@@ -32,6 +33,8 @@ RESERVED_FIELDS = frozenset(
     {"emails", "phones", "customAttributes", "createdAt", "updatedAt"}
 )
 PHONE_TYPES = ("MOBILE", "HOME", "OFFICE")
+#: How Gladly reads a number that has neither a leading ``+`` nor a ``regionCode``.
+IMPLIED_PHONE_REGION = "US"
 #: Keys of an ``emails``/``phones`` entry that may be sent back in a PATCH.
 CONTACT_KEYS = ("original", "type", "primary")
 
@@ -79,9 +82,26 @@ def normalize_email(value: str) -> str:
     return value.strip().lower()
 
 
-def normalize_phone(value: str) -> str:
-    """Separators do not make a different number (assumed Gladly matching)."""
-    return re.sub(r"[\s().-]", "", value)
+def email_key(entry: t.Mapping[str, t.Any]) -> str:
+    """What tells two ``emails`` entries apart: the normalized address."""
+    return normalize_email(str(entry["original"]))
+
+
+def phone_key(entry: t.Mapping[str, t.Any]) -> str:
+    """What tells two ``phones`` entries apart: the number in E.164.
+
+    A stored entry is read as Gladly reads it (with its ``regionCode``, else
+    as a US number), so ``+45 12 34 56 78`` on a profile and the
+    ``+4512345678`` this target sends are one number. Text that is no phone
+    number compares without separators.
+    """
+    original = str(entry["original"])
+    region = str(entry.get("regionCode") or IMPLIED_PHONE_REGION)
+    try:
+        number = phonenumbers.parse(original, region)
+    except phonenumbers.NumberParseException:
+        return re.sub(r"[\s().-]", "", original)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def derived_id(key: str) -> str:

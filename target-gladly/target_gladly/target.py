@@ -14,7 +14,7 @@ from singer_delivery.settings import check_base_url, delivery_properties
 from singer_delivery.target import DeliveryTarget
 from target_gladly import contract
 from target_gladly.client import GladlyClient
-from target_gladly.mapping import check_field_mapping
+from target_gladly.mapping import check_field_mapping, check_phone_region
 from target_gladly.sinks import CustomerProfileSink, ProfileLocks
 
 SYNC_MODES = ("upsert", "insert", "update")
@@ -112,6 +112,16 @@ class TargetGladly(DeliveryTarget):
             ),
         ),
         th.Property(
+            "default_phone_region",
+            th.StringType,
+            description=(
+                "Country of phone numbers written without a leading + and "
+                "country code, as an ISO 3166 alpha-2 code such as DK. Numbers "
+                "are sent in E.164; unset, a number without a country code is "
+                "rejected (Gladly would read it as a US number)."
+            ),
+        ),
+        th.Property(
             "max_requests_per_second",
             th.NumberType,
             default=DEFAULT_RATE,
@@ -188,6 +198,7 @@ class TargetGladly(DeliveryTarget):
         errors += check_modes(config)
         if mapping := config.get("field_mapping"):
             errors += check_field_mapping(mapping)
+        errors += check_phone_region(config.get("default_phone_region"))
         rate = config.get("max_requests_per_second", DEFAULT_RATE)
         if not rate > 0:
             errors.append(
