@@ -109,6 +109,7 @@ class CustomerProfileSink(DeliverySink):
         self.mapping = ProfileMapping(
             field_mapping=self.config.get("field_mapping"),
             phone_type=self.config.get("phone_type"),
+            default_phone_region=self.config.get("default_phone_region"),
         )
         self.client = GladlyClient(target.transport, self.stats)
         self.locks = target.profile_locks

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import typing as t
+from pathlib import Path
 
 import pytest
+import requests_mock
 from singer_sdk.exceptions import ConfigValidationError
 
 from singer_delivery.sink import RecordRejected
 from target_gladly.contract import phone_key
 from target_gladly.mapping import ProfileMapping, check_phone_region, profile_changes
+from target_gladly.sinks import CustomerProfileSink
 from target_gladly.target import TargetGladly
+
+BASE = "http://127.0.0.1:9"
 
 DK = ProfileMapping(default_phone_region="DK")
 
@@ -132,3 +137,26 @@ def test_the_target_refuses_an_unknown_region_at_startup() -> None:
     with pytest.raises(ConfigValidationError) as raised:
         TargetGladly(config=config)
     assert any("default_phone_region 'Denmark'" in e for e in raised.value.errors)
+
+
+def test_the_sink_reads_numbers_in_default_phone_region(tmp_path: Path) -> None:
+    config = {
+        "domain": "example",
+        "base_url": BASE,
+        "username": "api@example.com",
+        "api_token": "token",
+        "default_phone_region": "DK",
+        "ledger_url": f"sqlite:///{tmp_path / 'ledger.sqlite'}",
+    }
+    with requests_mock.Mocker() as m:
+        m.get(f"{BASE}/api/v1/organization", json={"id": "org"})
+        target = TargetGladly(config=config)
+    schema = {"type": "object", "properties": {}}
+    sink = target.get_sink("customers", schema=schema, key_properties=[])
+    assert isinstance(sink, CustomerProfileSink)
+    try:
+        _key, profile = sink.map_record({"email": "a@x.com", "phone": "12345678"})
+    finally:
+        sink.clean_up()
+        target.finish()
+    assert profile["phones"] == [{"original": "+4512345678"}]
