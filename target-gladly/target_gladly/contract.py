@@ -35,8 +35,17 @@ RESERVED_FIELDS = frozenset(
 PHONE_TYPES = ("MOBILE", "HOME", "OFFICE")
 #: How Gladly reads a number that has neither a leading ``+`` nor a ``regionCode``.
 IMPLIED_PHONE_REGION = "US"
-#: Keys of an ``emails``/``phones`` entry that may be sent back in a PATCH.
-CONTACT_KEYS = ("original", "type", "primary")
+#: Keys of an ``emails``/``phones`` entry that are sent back in a PATCH.
+#: PATCH replaces the whole array, so a key left out is lost: a phone
+#: without its ``regionCode`` would be read as a US number.
+CONTACT_KEYS = (
+    "original",
+    "type",
+    "primary",
+    "extension",
+    "regionCode",
+    "smsPreference",
+)
 
 #: A client-chosen id: URL-safe and shorter than 50 characters.
 ID_PATTERN = re.compile(r"[A-Za-z0-9._~-]{1,49}")

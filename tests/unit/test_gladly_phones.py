@@ -160,3 +160,19 @@ def test_the_sink_reads_numbers_in_default_phone_region(tmp_path: Path) -> None:
         sink.clean_up()
         target.finish()
     assert profile["phones"] == [{"original": "+4512345678"}]
+
+
+def test_a_patch_sends_stored_phones_back_with_region_extension_and_sms() -> None:
+    stored = {
+        "original": "12 34 56 78",
+        "regionCode": "DK",
+        "extension": "9",
+        "smsPreference": "ON",
+        "type": "MOBILE",
+        "normalized": "+4512345678",
+    }
+    changes = profile_changes(
+        {"id": "p", "phones": [stored]}, {"phones": [{"original": "+4587654321"}]}
+    )
+    kept = {k: v for k, v in stored.items() if k != "normalized"}
+    assert changes == {"phones": [kept, {"original": "+4587654321"}]}
