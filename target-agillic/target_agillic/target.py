@@ -13,7 +13,7 @@ from singer_delivery.http import RetryPolicy, Transport
 from singer_delivery.settings import check_base_url, delivery_properties
 from singer_delivery.target import DeliveryTarget
 from target_agillic import settings
-from target_agillic.auth import ClientCredentials
+from target_agillic.auth import AUTH_METHODS, OAUTH2, authenticator
 from target_agillic.client import AgillicClient
 from target_agillic.contract import OneToManyTable, quota_exhausted
 from target_agillic.mapping import DATE_FORMAT, TIMESTAMP_FORMAT, to_strftime
@@ -55,6 +55,17 @@ class TargetAgillic(DeliveryTarget):
             required=True,
             secret=True,
             description="Developer API secret (OAuth2 client secret).",
+        ),
+        th.Property(
+            "auth_method",
+            th.StringType,
+            default=OAUTH2,
+            allowed_values=list(AUTH_METHODS),
+            description=(
+                "oauth2: fetch a bearer token with the Developer Key and "
+                "Secret; basic: send them as HTTP Basic credentials on every "
+                "call, no token."
+            ),
         ),
         th.Property(
             "recipient_id_field",
@@ -200,8 +211,11 @@ class TargetAgillic(DeliveryTarget):
                 fatal_check=quota_exhausted,
                 user_agent=f"{self.name}/{self.plugin_version}",
             )
-            transport.auth = ClientCredentials(
-                transport, self.config["developer_key"], self.config["developer_secret"]
+            transport.auth = authenticator(
+                self.config.get("auth_method", OAUTH2),
+                transport,
+                self.config["developer_key"],
+                self.config["developer_secret"],
             )
             self._transport = transport
         return self._transport
