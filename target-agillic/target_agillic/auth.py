@@ -122,5 +122,5 @@ def authenticator(
 
 
 def _basic(key: str, secret: str) -> str:
-    """HTTP Basic credentials, the style every OAuth2 server must accept."""
+    """HTTP Basic: how the token request, and every basic-auth call, sign in."""
     return "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode()
