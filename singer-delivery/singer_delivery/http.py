@@ -292,7 +292,7 @@ class Transport:
                 **kwargs,
             )
         if self.rate_limiter:
-            self.rate_limiter.observe(method, response.headers, response.status_code)
+            self.rate_limiter.observe(method, response.headers)
         logger.debug(
             "%s -> %s in %.0f ms",
             route,

@@ -1,8 +1,12 @@
-"""OAuth2 client credentials for the Agillic API.
+"""Credentials for the Agillic API: OAuth2 client credentials or HTTP Basic.
 
-One token serves every thread. It is fetched on first use, renewed shortly
-before ``expires_in`` runs out, and renewed once more when a call answers
-401 (e.g. the instance revoked it early).
+OAuth2 (``auth_method`` oauth2, the default): one token serves every
+thread. It is fetched on first use, renewed shortly before ``expires_in``
+runs out, and renewed once more when a call answers 401 (e.g. the instance
+revoked it early).
+
+HTTP Basic (``auth_method`` basic): Agillic also documents sending the
+Developer Key and Secret on every call, with no token at all.
 """
 
 from __future__ import annotations
@@ -11,8 +15,13 @@ import base64
 import threading
 import time
 
-from singer_delivery.http import FatalApiError, Transport
+from singer_delivery.http import Authenticator, FatalApiError, Transport
 from target_agillic.contract import TOKEN_PATH, error_of
+
+OAUTH2 = "oauth2"
+BASIC = "basic"
+#: Values of the ``auth_method`` setting.
+AUTH_METHODS = (OAUTH2, BASIC)
 
 #: Renew when this share of the lifetime is left (capped at a minute).
 RENEW_SHARE = 0.1
@@ -80,13 +89,13 @@ class ClientCredentials:
         self.tokens_fetched += 1
 
 
-def _basic(key: str, secret: str) -> str:
-    """HTTP Basic credentials, the style every OAuth2 server must accept."""
-    return "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode()
-
-
 class BasicCredentials:
-    """HTTP Basic with the developer key and secret on every call (no token)."""
+    """HTTP Basic with the Developer Key and Secret on every call.
+
+    There is no token to renew, so ``refresh`` has nothing to do: the call is
+    repeated once with the same credentials and a second 401 stops the run.
+    The header is built once and never logged; ``repr`` is redacted.
+    """
 
     def __init__(self, key: str, secret: str) -> None:
         self._header = _basic(key, secret)
@@ -95,9 +104,23 @@ class BasicCredentials:
         return "BasicCredentials(<redacted>)"
 
     def apply(self, headers: dict[str, str]) -> object:
-        """Add the Basic header; there is nothing to renew."""
+        """Add the Basic header; every call carries the same one."""
         headers["Authorization"] = self._header
         return None
 
     def refresh(self, failed: object) -> None:
-        """Nothing to renew: a second 401 stops the run."""
+        """Nothing to renew: the key and secret are what they are."""
+
+
+def authenticator(
+    auth_method: str, transport: Transport, key: str, secret: str
+) -> Authenticator:
+    """The credentials ``auth_method`` names (oauth2 unless basic)."""
+    if auth_method == BASIC:
+        return BasicCredentials(key, secret)
+    return ClientCredentials(transport, key, secret)
+
+
+def _basic(key: str, secret: str) -> str:
+    """HTTP Basic: how the token request, and every basic-auth call, sign in."""
+    return "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode()

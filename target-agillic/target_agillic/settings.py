@@ -12,6 +12,7 @@ import typing as t
 from singer_sdk import typing as th
 
 from singer_delivery.settings import delivery_settings, for_stream, stream_overrides
+from target_agillic.auth import AUTH_METHODS, OAUTH2
 from target_agillic.mapping import DATE_FORMAT, TIMESTAMP_FORMAT, to_strftime
 
 SYNC_MODES = ("upsert", "insert", "update")
@@ -48,8 +49,8 @@ def _properties() -> list[th.Property]:
         th.Property(
             "auth_method",
             th.StringType,
-            default="oauth2",
-            allowed_values=["oauth2", "basic"],
+            default=OAUTH2,
+            allowed_values=list(AUTH_METHODS),
             description=(
                 "oauth2: exchange the developer key and secret for a bearer token "
                 "(renewed before it expires); basic: send them as HTTP Basic "

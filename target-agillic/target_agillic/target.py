@@ -13,7 +13,7 @@ from typing_extensions import override
 from singer_delivery import DeliveryTarget, RetryPolicy, Transport
 from singer_delivery.settings import check_base_url
 from target_agillic import settings
-from target_agillic.auth import BasicCredentials, ClientCredentials
+from target_agillic.auth import authenticator
 from target_agillic.client import AgillicClient
 from target_agillic.contract import OneToManyTable, quota_exhausted
 from target_agillic.sinks import AgillicSink, AudienceSink, OneToManySink, RecipientSink
@@ -92,11 +92,11 @@ class TargetAgillic(DeliveryTarget[AgillicResources]):
             budget=budget,
             user_agent=f"{self.name}/{self.plugin_version}",
         )
-        key, secret = config["developer_key"], config["developer_secret"]
-        transport.auth = (
-            BasicCredentials(key, secret)
-            if config["auth_method"] == "basic"
-            else ClientCredentials(transport, key, secret)
+        transport.auth = authenticator(
+            config["auth_method"],
+            transport,
+            config["developer_key"],
+            config["developer_secret"],
         )
         return transport
 
@@ -112,9 +112,9 @@ class TargetAgillic(DeliveryTarget[AgillicResources]):
         client = AgillicClient(transport)
         resources = AgillicResources()
         errors = [
+            *self._check_fields(client),
             *self._check_groups(client),
             *self._check_tables(client, resources),
-            *self._check_fields(client),
         ]
         if errors:
             raise ConfigValidationError("Preflight failed", errors=errors)
@@ -158,11 +158,11 @@ class TargetAgillic(DeliveryTarget[AgillicResources]):
         return errors
 
     def _check_fields(self, client: AgillicClient) -> list[str]:
+        """Also the credential check: the first call of every run."""
+        known = set(client.persondata_fields())
         streams = [None, *(self.config.get("streams") or {})]
         mapped = {field for stream in streams for field in self._person_data(stream)}
-        if not mapped:
-            return []
-        unknown = sorted(mapped - set(client.persondata_fields()))
+        unknown = sorted(mapped - known)
         if not unknown:
             return []
         message = (

@@ -53,18 +53,28 @@ class ProfileRefused(Exception):
 
 @dataclass(frozen=True)
 class Conflict:
-    """A 409 on create or update: ``attr`` is taken, by ``holder`` if known."""
+    """A uniqueness clash: ``attr`` is taken, by ``holder`` if known.
+
+    ``status`` is what Gladly answered (409, or 400 with code ``taken``), so
+    a reject reports the answer that was really given.
+    """
 
     attr: str | None
     holder: str | None
     detail: str
+    status: int = 409
 
     @classmethod
     def from_response(cls, response: requests.Response) -> Conflict:
         """Read the taken field and the profile that holds it."""
-        problem = contract.first_problem(response)
+        problem = contract.clash_problem(response)
         holder = problem.meta.get("id")
-        return cls(problem.attr, str(holder) if holder else None, problem.detail)
+        return cls(
+            problem.attr,
+            str(holder) if holder else None,
+            problem.detail,
+            response.status_code,
+        )
 
 
 @dataclass
@@ -132,9 +142,9 @@ class GladlyClient:
         raise ProfileRefused("too_many_merges", msg, 301)
 
     def create(self, body: dict[str, t.Any]) -> Conflict | None:
-        """``POST``: None when created, the ``Conflict`` on a 409."""
+        """``POST``: None when created, the ``Conflict`` when something is taken."""
         response = self._call("POST", contract.PROFILES_PATH, CREATE_ROUTE, body)
-        if response.status_code == 409:
+        if contract.uniqueness_clash(response):
             return Conflict.from_response(response)
         if not response.ok:
             raise ProfileRefused.from_response(response)
@@ -143,15 +153,15 @@ class GladlyClient:
     def patch(self, profile_id: str, changes: dict[str, t.Any]) -> bool:
         """``PATCH`` only the changes; False when the profile is gone (404).
 
-        A 409 (an email or mobile number held by another profile) is raised
-        as a ``ProfileRefused`` naming that profile.
+        A clash (an email or mobile number held by another profile) is
+        raised as a ``ProfileRefused`` naming that profile.
         """
         response = self._call(
             "PATCH", contract.profile_path(profile_id), PATCH_ROUTE, changes
         )
         if response.status_code == 404:
             return False
-        if response.status_code == 409:
+        if contract.uniqueness_clash(response):
             raise conflict_refusal(Conflict.from_response(response))
         if not response.ok:
             raise ProfileRefused.from_response(response)
@@ -172,6 +182,6 @@ def conflict_refusal(conflict: Conflict) -> ProfileRefused:
     elif conflict.attr == "id":
         reason, what = "id_taken", "the id of this record belongs to another"
     else:
-        return ProfileRefused("conflict", conflict.detail, 409)
+        return ProfileRefused("conflict", conflict.detail, conflict.status)
     message = f"{what} Gladly customer profile{holder}: {conflict.detail}"
-    return ProfileRefused(reason, message, 409, (conflict.attr,))
+    return ProfileRefused(reason, message, conflict.status, (conflict.attr,))

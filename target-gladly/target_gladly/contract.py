@@ -1,7 +1,7 @@
 """Gladly API shapes this target assumes (see api-contracts.md, "Gladly").
 
 Paths, hosts, the profile body and the error envelope come from Gladly's
-published OpenAPI file; the 409 and 401 bodies, the rate-limit headers on
+published OpenAPI file; the clash and 401 bodies, the rate-limit headers on
 every response and the shallow merge of ``customAttributes`` are assumed.
 Each assumption lives here, in one place, and responses are read leniently:
 unknown fields are ignored, ``errors`` may be a list or a single object, and
@@ -16,6 +16,7 @@ import typing as t
 import urllib.parse
 from dataclasses import dataclass, field
 
+import phonenumbers
 import requests
 
 ORGANIZATION_PATH = "/api/v1/organization"
@@ -32,12 +33,26 @@ RESERVED_FIELDS = frozenset(
     {"emails", "phones", "customAttributes", "createdAt", "updatedAt"}
 )
 PHONE_TYPES = ("MOBILE", "HOME", "OFFICE")
-#: Keys of an ``emails``/``phones`` entry that may be sent back in a PATCH.
-CONTACT_KEYS = ("original", "type", "primary")
+#: How Gladly reads a number that has neither a leading ``+`` nor a ``regionCode``.
+IMPLIED_PHONE_REGION = "US"
+#: Keys of an ``emails``/``phones`` entry that are sent back in a PATCH.
+#: PATCH replaces the whole array, so a key left out is lost: a phone
+#: without its ``regionCode`` would be read as a US number.
+CONTACT_KEYS = (
+    "original",
+    "type",
+    "primary",
+    "extension",
+    "regionCode",
+    "smsPreference",
+)
 
 #: A client-chosen id: URL-safe and shorter than 50 characters.
 ID_PATTERN = re.compile(r"[A-Za-z0-9._~-]{1,49}")
 DERIVED_ID_PREFIX = "tg-"
+
+#: The error code of a uniqueness clash (an id, email or MOBILE number in use).
+TAKEN = "taken"
 
 #: How many merges a read follows before giving up (merges chain rarely).
 MAX_MOVES = 5
@@ -76,9 +91,26 @@ def normalize_email(value: str) -> str:
     return value.strip().lower()
 
 
-def normalize_phone(value: str) -> str:
-    """Separators do not make a different number (assumed Gladly matching)."""
-    return re.sub(r"[\s().-]", "", value)
+def email_key(entry: t.Mapping[str, t.Any]) -> str:
+    """What tells two ``emails`` entries apart: the normalized address."""
+    return normalize_email(str(entry["original"]))
+
+
+def phone_key(entry: t.Mapping[str, t.Any]) -> str:
+    """What tells two ``phones`` entries apart: the number in E.164.
+
+    A stored entry is read as Gladly reads it (with its ``regionCode``, else
+    as a US number), so ``+45 12 34 56 78`` on a profile and the
+    ``+4512345678`` this target sends are one number. Text that is no phone
+    number compares without separators.
+    """
+    original = str(entry["original"])
+    region = str(entry.get("regionCode") or IMPLIED_PHONE_REGION)
+    try:
+        number = phonenumbers.parse(original, region)
+    except phonenumbers.NumberParseException:
+        return re.sub(r"[\s().-]", "", original)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def derived_id(key: str) -> str:
@@ -137,6 +169,30 @@ def problems_of(response: requests.Response) -> list[ApiProblem]:
 def first_problem(response: requests.Response) -> ApiProblem:
     """The entry a reject or an error message quotes."""
     return problems_of(response)[0]
+
+
+def uniqueness_clash(response: requests.Response) -> bool:
+    """Whether Gladly refused because an id, email or MOBILE number is taken.
+
+    Gladly says so with 409, and (its OpenAPI file shows) also with 400 and
+    the code ``taken``; PATCH documents no 409 at all. Both forms mean the
+    same, so every caller asks here instead of testing for 409.
+    """
+    if response.status_code == 409:
+        return True
+    return response.status_code == 400 and any(
+        _is_taken(problem) for problem in problems_of(response)
+    )
+
+
+def clash_problem(response: requests.Response) -> ApiProblem:
+    """The ``taken`` entry of a clash (a 400 may list other problems first)."""
+    problems = problems_of(response)
+    return next((p for p in problems if _is_taken(p)), problems[0])
+
+
+def _is_taken(problem: ApiProblem) -> bool:
+    return problem.code.lower() == TAKEN
 
 
 def profiles_of(response: requests.Response) -> list[dict[str, t.Any]]:

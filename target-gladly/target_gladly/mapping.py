@@ -12,7 +12,12 @@ How values are typed:
 * ``email`` and ``phone`` take a string or a list of strings; each value
   becomes one entry of ``emails`` / ``phones`` (trimmed; phones get
   ``type`` when ``phone_type`` is set). Repeats are dropped: emails compare
-  case-insensitively, phones without separators.
+  case-insensitively, phones in E.164.
+* Phone numbers are sent in E.164 (``+4512345678``): Gladly reads any other
+  form as a US number. A number without ``+`` takes its country from
+  ``default_phone_region``; one that cannot be read, has a wrong length for
+  its country, or has no country at all rejects the record. An extension
+  (``+45 12 34 56 78 ext. 9``) goes in the entry's ``extension``.
 * ``name``, ``address``, ``image``, ``externalCustomerId`` and ``id`` are
   strings; other scalars are written as text by the rule below.
 * Custom attribute values are always strings, because Gladly stores and
@@ -33,11 +38,14 @@ import decimal
 import typing as t
 from dataclasses import dataclass
 
-from singer_delivery.sink import RecordRejected
+import phonenumbers
+
+from singer_delivery import RecordRejected
 from target_gladly import contract
 
 Profile = dict[str, t.Any]
 Contact = dict[str, str]
+ContactKey = t.Callable[[t.Mapping[str, t.Any]], str]
 
 #: Targets that collect several record fields into one list.
 LIST_TARGETS = frozenset({"email", "phone"})
@@ -72,17 +80,18 @@ class ProfileMapping:
 
     field_mapping: t.Mapping[str, str] | None = None
     phone_type: str | None = None
+    default_phone_region: str | None = None
 
-    def pairs(self, record: t.Mapping[str, t.Any]) -> list[tuple[str, t.Any]]:
-        """(profile field, value) for every field that is sent."""
+    def fields(self, record: t.Mapping[str, t.Any]) -> list[tuple[str, str, t.Any]]:
+        """(record field, profile field, value) for every field that is sent."""
         if self.field_mapping is not None:
             return [
-                (target, record[source])
+                (source, target, record[source])
                 for source, target in self.field_mapping.items()
                 if source in record
             ]
         return [
-            (name, value)
+            (name, name, value)
             for name, value in record.items()
             if not name.startswith("_sdc_")
         ]
@@ -93,13 +102,13 @@ class ProfileMapping:
         emails: list[Contact] = []
         phones: list[Contact] = []
         attributes: dict[str, str] = {}
-        for name, value in self.pairs(record):
+        for source, name, value in self.fields(record):
             if value is None:
                 continue
             if name == "email":
                 emails += [{"original": v} for v in contact_values(name, value)]
             elif name == "phone":
-                phones += [self.phone(v) for v in contact_values(name, value)]
+                phones += [self.phone(source, v) for v in contact_values(name, value)]
             elif name == "id":
                 if profile_id := text(name, value).strip():
                     profile["id"] = checked_id(profile_id)
@@ -107,20 +116,78 @@ class ProfileMapping:
                 profile[name] = text(name, value)
             else:
                 attributes[name] = text(name, value)
-        if emails := unique(emails, contract.normalize_email):
+        if emails := unique(emails, contract.email_key):
             profile["emails"] = emails
-        if phones := unique(phones, contract.normalize_phone):
+        if phones := unique(phones, contract.phone_key):
             profile["phones"] = phones
         if attributes:
             profile["customAttributes"] = attributes
         return profile
 
-    def phone(self, number: str) -> Contact:
-        """One ``phones`` entry, typed when ``phone_type`` is set."""
-        entry = {"original": number}
+    def phone(self, source: str, value: str) -> Contact:
+        """One ``phones`` entry in E.164, typed when ``phone_type`` is set."""
+        number = phone_number(source, value, self.default_phone_region)
+        entry = {
+            "original": phonenumbers.format_number(
+                number, phonenumbers.PhoneNumberFormat.E164
+            )
+        }
+        if number.extension:
+            entry["extension"] = number.extension
         if self.phone_type:
             entry["type"] = self.phone_type
         return entry
+
+
+def phone_number(
+    source: str, value: str, region: str | None
+) -> phonenumbers.PhoneNumber:
+    """The number with its country, or the record is rejected.
+
+    Only the length for the country is checked (``is_possible_number``),
+    not the number ranges (``is_valid_number``): ranges change faster than
+    the installed metadata, and refusing a real customer's number costs more
+    than letting Gladly judge it. The number is personal data, so it never
+    enters the message.
+    """
+    try:
+        number = phonenumbers.parse(value, region or None)
+    except phonenumbers.NumberParseException as exc:
+        no_country = (
+            exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE
+            and not region
+            and not value.startswith("+")
+        )
+        problem = (
+            "has no country code and default_phone_region is unset"
+            if no_country
+            else "cannot be read as a phone number"
+        )
+        raise invalid_phone(source, problem) from None
+    if not phonenumbers.is_possible_number(number):
+        raise invalid_phone(source, "has too few or too many digits for its country")
+    return number
+
+
+def invalid_phone(source: str, problem: str) -> RecordRejected:
+    """Why a phone number is refused, and the two ways to fix it."""
+    message = (
+        f"field {source} holds a phone number that {problem}; write it in E.164 "
+        "(+, country code and number, e.g. +4512345678) or set "
+        "default_phone_region (e.g. DK) for numbers without a country code"
+    )
+    return RecordRejected("invalid_phone", message, fields=("phone",))
+
+
+def check_phone_region(region: str | None) -> list[str]:
+    """``default_phone_region`` must be a region code phonenumbers knows."""
+    if not region or region in phonenumbers.SUPPORTED_REGIONS:
+        return []
+    message = (
+        f"default_phone_region {region!r} is not a known region; use an "
+        "upper-case ISO 3166 alpha-2 code such as DK"
+    )
+    return [message]
 
 
 def first_email(profile: t.Mapping[str, t.Any]) -> str | None:
@@ -147,12 +214,12 @@ def contact_values(name: str, value: t.Any) -> list[str]:
     return [v for v in texts if v]
 
 
-def unique(entries: list[Contact], normalize: t.Callable[[str], str]) -> list[Contact]:
-    """Entries in order, dropping later ones that normalize the same."""
+def unique(entries: list[Contact], contact_key: ContactKey) -> list[Contact]:
+    """Entries in order, dropping later ones with the same key."""
     seen: set[str] = set()
     kept = []
     for entry in entries:
-        key = normalize(entry["original"])
+        key = contact_key(entry)
         if key not in seen:
             seen.add(key)
             kept.append(entry)
@@ -211,12 +278,12 @@ def profile_changes(existing: t.Mapping[str, t.Any], wanted: Profile) -> Profile
         if name in wanted and wanted[name] != existing.get(name)
     }
     emails = merged_contacts(
-        existing.get("emails"), wanted.get("emails"), contract.normalize_email
+        existing.get("emails"), wanted.get("emails"), contract.email_key
     )
     if emails is not None:
         changes["emails"] = emails
     phones = merged_contacts(
-        existing.get("phones"), wanted.get("phones"), contract.normalize_phone
+        existing.get("phones"), wanted.get("phones"), contract.phone_key
     )
     if phones is not None:
         changes["phones"] = phones
@@ -233,14 +300,19 @@ def profile_changes(existing: t.Mapping[str, t.Any], wanted: Profile) -> Profile
 
 
 def merged_contacts(
-    existing: t.Any, wanted: list[Contact] | None, normalize: t.Callable[[str], str]
+    existing: t.Any, wanted: list[Contact] | None, contact_key: ContactKey
 ) -> list[dict[str, t.Any]] | None:
-    """Existing entries plus the wanted ones they lack; None when none is new."""
-    kept = [
-        {k: entry[k] for k in contract.CONTACT_KEYS if k in entry}
+    """Existing entries plus the wanted ones they lack; None when none is new.
+
+    Keys are taken from the whole stored entry (before ``CONTACT_KEYS``
+    trims it), so a phone's ``regionCode`` counts.
+    """
+    entries = [
+        entry
         for entry in (existing if isinstance(existing, list) else [])
         if isinstance(entry, dict) and isinstance(entry.get("original"), str)
     ]
-    known = {normalize(entry["original"]) for entry in kept}
-    new = [e for e in wanted or [] if normalize(e["original"]) not in known]
+    known = {contact_key(entry) for entry in entries}
+    kept = [{k: e[k] for k in contract.CONTACT_KEYS if k in e} for e in entries]
+    new = [e for e in wanted or [] if contact_key(e) not in known]
     return kept + new if new else None

@@ -128,6 +128,7 @@ class CustomerProfileSink(DeliverySink):
         self.mapping = ProfileMapping(
             field_mapping=self.settings.get("field_mapping"),
             phone_type=self.settings.get("phone_type"),
+            default_phone_region=self.settings.get("default_phone_region"),
         )
         self.dates = date_kinds(self.schema)
         self.client = GladlyClient(self.run.transport, self.stats)

@@ -15,10 +15,11 @@ from singer_delivery import (
     Transport,
     delivery_settings,
 )
+from singer_delivery.ratelimit import AUTO, SCOPES
 from singer_delivery.settings import check_base_url
 from target_gladly import contract
 from target_gladly.client import GladlyClient
-from target_gladly.mapping import check_field_mapping
+from target_gladly.mapping import check_field_mapping, check_phone_region
 from target_gladly.sinks import CustomerProfileSink, ProfileLocks
 
 if t.TYPE_CHECKING:
@@ -111,6 +112,16 @@ class TargetGladly(DeliveryTarget[ProfileLocks]):
             ),
         ),
         th.Property(
+            "default_phone_region",
+            th.StringType,
+            description=(
+                "Country of phone numbers written without a leading + and "
+                "country code, as an ISO 3166 alpha-2 code such as DK. Numbers "
+                "are sent in E.164; unset, a number without a country code is "
+                "rejected (Gladly would read it as a US number)."
+            ),
+        ),
+        th.Property(
             "max_requests_per_second",
             th.NumberType(exclusive_minimum=0),
             default=DEFAULT_RATE,
@@ -118,6 +129,18 @@ class TargetGladly(DeliveryTarget[ProfileLocks]):
                 "Requests per second for each HTTP method (GET, POST, PATCH "
                 "separately), shared by all threads and streams. Gladly allows "
                 "10 per method for the whole organization."
+            ),
+        ),
+        th.Property(
+            "rate_limit_scope",
+            th.StringType,
+            default=AUTO,
+            allowed_values=list(SCOPES),
+            description=(
+                "Whose requests one rate budget counts: per_method (GET, POST "
+                "and PATCH each get max_requests_per_second), shared (all "
+                "methods together get it), or auto (per method until Gladly's "
+                "rate-limit headers show one budget for all methods, then shared)."
             ),
         ),
         *delivery_settings(max_batch_rows=MAX_BATCH_ROWS, default_max_retries=3),
@@ -173,6 +196,7 @@ class TargetGladly(DeliveryTarget[ProfileLocks]):
         errors += check_modes(config)
         if mapping := config.get("field_mapping"):
             errors += check_field_mapping(mapping)
+        errors += check_phone_region(config.get("default_phone_region"))
         return errors
 
     # --- API ----------------------------------------------------------------
@@ -185,7 +209,7 @@ class TargetGladly(DeliveryTarget[ProfileLocks]):
             timeout=float(self.config["request_timeout"]),
             retry=RetryPolicy(total=int(self.config["max_retries"])),
             max_concurrency=MAX_CONNECTIONS,
-            rate_limiter=RateLimiter(self.rate),
+            rate_limiter=RateLimiter(self.rate, scope=self.config["rate_limit_scope"]),
             fatal_check=contract.credential_failure,
             budget=budget,
             user_agent=f"{self.name}/{self.plugin_version}",

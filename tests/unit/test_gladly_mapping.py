@@ -59,16 +59,17 @@ def test_a_mapping_sends_only_mapped_fields_under_their_profile_names() -> None:
 
 def test_list_values_and_several_fields_give_several_entries_without_repeats() -> None:
     mapping = ProfileMapping(
-        field_mapping={"work": "email", "home": "email", "tel": "phone"}
+        field_mapping={"work": "email", "home": "email", "tel": "phone"},
+        default_phone_region="DK",
     )
     record = {
         "work": ["a@x.com", "b@x.com", " "],
         "home": "A@X.COM",
-        "tel": ["+45 12 34 56 78", "+4512345678", 4587654321],
+        "tel": ["+45 12 34 56 78", "12345678", 4587654321],
     }
     assert mapping.profile(record) == {
         "emails": [{"original": "a@x.com"}, {"original": "b@x.com"}],
-        "phones": [{"original": "+45 12 34 56 78"}, {"original": "4587654321"}],
+        "phones": [{"original": "+4512345678"}, {"original": "+4587654321"}],
     }
 
 
