@@ -9,6 +9,7 @@ run ahead of delivery, mirrors, the run report and the run's lifecycle.
 See ``docs/adding-a-destination.md``.
 """
 
+from singer_delivery.deletes import DeleteSink
 from singer_delivery.errors import OperationalError
 from singer_delivery.http import (
     ApiError,
@@ -22,7 +23,11 @@ from singer_delivery.outcomes import Action, Item, Outcome, RecordRejected, Reje
 from singer_delivery.ratelimit import RateLimiter
 from singer_delivery.recorder import Membership
 from singer_delivery.run import DeliveryRun
-from singer_delivery.settings import delivery_settings, stream_overrides
+from singer_delivery.settings import (
+    delete_settings,
+    delivery_settings,
+    stream_overrides,
+)
 from singer_delivery.sink import DeliverySink
 from singer_delivery.target import DeliveryTarget
 
@@ -30,6 +35,7 @@ __all__ = [
     "Action",
     "ApiError",
     "Authenticator",
+    "DeleteSink",
     "DeliveryRun",
     "DeliverySink",
     "DeliveryTarget",
@@ -44,6 +50,7 @@ __all__ = [
     "RetryPolicy",
     "Scope",
     "Transport",
+    "delete_settings",
     "delivery_settings",
     "stream_overrides",
 ]

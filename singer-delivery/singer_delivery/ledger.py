@@ -457,6 +457,24 @@ class Ledger:
                         [scope_id, *params],
                     )
 
+    def forget_everywhere(self, scope: Scope, keys: Sequence[tuple[str, str]]) -> None:
+        """Forget (key hash, member ID) pairs in every other scope of the same
+        target and instance: a record deleted at the destination is new
+        again to every stream that writes it, and no mirror removes it again.
+        """
+        with self._errors("read scopes"):
+            rows = self._rows("SELECT scope_id, description FROM ledger_scopes")
+        same = {"target": scope.target, "instance": scope.instance}
+        others = [
+            scope_id
+            for scope_id, description in rows
+            if scope_id != scope.scope_id
+            and same.items() <= json.loads(description).items()
+        ]
+        for scope_id in others:
+            self.forget_deliveries(scope_id, [key_hash for key_hash, _ in keys])
+            self.remove_members(scope_id, [member for _, member in keys])
+
     def delivered_count(self, scope_id: str) -> int:
         """How many keys the scope holds."""
         self.flush()

@@ -40,6 +40,9 @@ class Destination(t.Protocol):
     stats: StreamStats
 
     @property
+    def scope(self) -> Scope: ...
+
+    @property
     def scope_id(self) -> str: ...
 
     @property
@@ -173,7 +176,7 @@ class CommitRecorder(Recorder):
         if not outcomes:
             return
         sink.stats.add(delivered=len(outcomes), **_action_counts(outcomes))
-        gone = {Action.DELETED}
+        gone: set[Action] = set()
         if membership := sink.membership:
             self._membership(sink.scope_id, membership, outcomes)
             if sink.scope_id == membership.members.scope_id:
@@ -185,6 +188,10 @@ class CommitRecorder(Recorder):
         )
         if undone:
             self.ledger.forget_deliveries(sink.scope_id, [i.key_hash for i in undone])
+        if deleted := [o.item for o in outcomes if Action.DELETED in o.actions]:
+            self.ledger.forget_everywhere(
+                sink.scope, [(i.key_hash, i.key) for i in deleted]
+            )
 
     def _membership(
         self, scope_id: str, membership: Membership, outcomes: t.Sequence[Outcome]

@@ -200,6 +200,49 @@ def delivery_settings(
     return properties
 
 
+def delete_settings() -> list[th.Property]:
+    """The guard of ``sync_mode: delete`` (deletes are irreversible)."""
+    return [
+        th.Property(
+            "allow_deletes",
+            th.BooleanType,
+            default=False,
+            description=(
+                "Must be true for any stream with sync_mode delete; without it "
+                "such a config is refused at startup."
+            ),
+        ),
+        th.Property(
+            "max_deletes",
+            th.IntegerType(minimum=0),
+            default=100,
+            description=(
+                "A run whose input asks for more deletes than this deletes "
+                "nothing and exits non-zero (raise it for one run when a large "
+                "erasure is intended)."
+            ),
+        ),
+    ]
+
+
+def check_delete_guard(config: t.Mapping[str, t.Any]) -> list[str]:
+    """``sync_mode: delete`` anywhere needs ``allow_deletes: true``."""
+    if config.get("allow_deletes"):
+        return []
+    where = ["top-level settings"] if config.get("sync_mode") == "delete" else []
+    where += [
+        f"{STREAMS}.{name}"
+        for name, overrides in (config.get(STREAMS) or {}).items()
+        if isinstance(overrides, dict) and overrides.get("sync_mode") == "delete"
+    ]
+    if not where:
+        return []
+    return [
+        f"allow_deletes must be true for sync_mode delete ({', '.join(where)}); "
+        "deletes are irreversible, so they are refused unless allowed explicitly"
+    ]
+
+
 def stream_overrides(
     properties: t.Sequence[th.Property], names: t.Sequence[str], description: str
 ) -> th.Property:

@@ -88,6 +88,9 @@ class DeliverySink(BatchSink, abc.ABC):
         self._inflight_lock = threading.Lock()
         self._deferred: list[Item] = []
         self._deferred_claim: int | None = None
+        self._held: list[Item] = []
+        self._held_claims: list[int] = []
+        self.held_count = 0
         self.run.register(self)
 
     # --- hooks for destinations -------------------------------------------
@@ -121,6 +124,31 @@ class DeliverySink(BatchSink, abc.ABC):
     @property
     def max_payload_bytes(self) -> int | None:
         """The largest payload one request can carry; larger ones are rejected."""
+        return None
+
+    @property
+    def resend_changed(self) -> bool:
+        """Whether a new payload for a key already delivered is sent again.
+
+        False for writes that must happen once per key (an event fired);
+        ``full_sync`` does not apply to them either.
+        """
+        return True
+
+    @property
+    def held_until_end(self) -> bool:
+        """True for guarded writes (deletes): nothing goes out before the end
+        of input, when ``refuse_held`` sees how many there are in all."""
+        return False
+
+    @property
+    def held_cap(self) -> int:
+        """Held items kept in memory; beyond it they are only counted (a run
+        over its guard delivers none of them anyway)."""
+        return self.batch_size
+
+    def refuse_held(self, count: int) -> str | None:
+        """Why ``count`` held writes must not go out (then none does), or None."""
         return None
 
     def key_of_raw(self, record: t.Mapping[str, t.Any]) -> str | None:
@@ -286,10 +314,12 @@ class DeliverySink(BatchSink, abc.ABC):
         self._wait_for_keys(frozenset(item.key_hash for item in items))
         self.observe(item.key for item in items)
         changed = self._changed(items)
-        if not changed:
+        if changed and self.held_until_end:
+            self._hold(changed, claim)
+        elif changed:
+            self._start(_Batch(changed, claim))
+        else:
             self.run.checkpoints.release(claim)
-            return
-        self._start(_Batch(changed, claim))
 
     def _wait_for_keys(self, keys: frozenset[str]) -> None:
         """A key still in flight must land before its newer version is sent."""
@@ -303,7 +333,9 @@ class DeliverySink(BatchSink, abc.ABC):
     def _changed(self, items: list[Item]) -> list[Item]:
         """Settle unchanged and quarantined items; return those to send."""
         config = self.config
-        if config["full_sync"] or not config["skip_unchanged"]:
+        if (config["full_sync"] and self.resend_changed) or not config[
+            "skip_unchanged"
+        ]:
             return items
         known = self.run.ledger.lookup(
             self.scope_id,
@@ -318,7 +350,9 @@ class DeliverySink(BatchSink, abc.ABC):
             state = known.get(item.key_hash)
             if state is None:
                 changed.append(item)
-            elif state.fingerprint == item.fingerprint:
+            elif state.fingerprint == item.fingerprint or (
+                state.fingerprint is not None and not self.resend_changed
+            ):
                 unchanged.append(item)
             elif state.refused_fingerprint == item.fingerprint:
                 quarantined.append(item)
@@ -405,6 +439,36 @@ class DeliverySink(BatchSink, abc.ABC):
             return
         self.run.deliver_dependencies_of(self)
         self._start(_Batch(items, t.cast(int, claim), final=final))
+
+    def _hold(self, items: list[Item], claim: int) -> None:
+        """Keep guarded writes for the end of input (a dry run plans them now)."""
+        self.held_count += len(items)
+        if self.run.recorder.dry_run:
+            self._start(_Batch(items, claim))
+            return
+        room = max(0, self.held_cap - len(self._held))
+        self._held.extend(items[:room])
+        self._held_claims.append(claim)
+
+    def release_held(self) -> None:
+        """At a clean end of input: deliver the held writes, or refuse them all.
+
+        A refused lot stays unsettled, so no STATE passes it and a rerun with
+        the guard raised reads it again.
+        """
+        if not self.held_count:
+            return
+        if problem := self.refuse_held(self.held_count):
+            self.run.refuse(problem)
+            return
+        claims, self._held_claims = self._held_claims, []
+        held, self._held = self._held, []
+        for start in range(0, len(held), self.batch_size):
+            chunk = held[start : start + self.batch_size]
+            claim = self.run.checkpoints.claim(min(item.seq for item in chunk))
+            self._start(_Batch(chunk, claim))
+        for claim in claims:
+            self.run.checkpoints.release(claim)
 
     def wait_idle(self) -> None:
         """Block until no batch of this sink is in flight (interruptibly)."""

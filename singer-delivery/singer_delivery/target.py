@@ -133,7 +133,10 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
 
     def check_settings(self) -> list[str]:
         """Problems beyond the JSON schema (override and extend)."""
-        return settings.check_ledger_url(self.config)
+        errors = settings.check_ledger_url(self.config)
+        if "allow_deletes" in self.config_jsonschema.get("properties", {}):
+            errors += settings.check_delete_guard(self.config)
+        return errors
 
     @property
     def uses_call_budget(self) -> bool:
@@ -488,6 +491,10 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
         run.input_complete = True
         run.drain()
         run.retry_deferred(final=True)
+        run.raise_failure()
+        for sink in list(run.sinks):
+            sink.release_held()
+            sink.wait_idle()
         run.raise_failure()
         for sink in self._active_mirrors():
             sink.finish_mirror()
