@@ -138,7 +138,11 @@ def run_ok(
 
 
 def start_target(
-    name: str, config: dict[str, t.Any], tmp_path: Path, **kwargs: t.Any
+    name: str,
+    config: dict[str, t.Any],
+    tmp_path: Path,
+    *,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
     """Start the CLI with a stdin pipe the test writes to itself."""
     config_path = write_config(tmp_path / f"{name}-config.json", config)
@@ -149,5 +153,5 @@ def start_target(
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
-        **kwargs,
+        env={**os.environ, **(env or {})},
     )

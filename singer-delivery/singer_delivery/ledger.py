@@ -19,7 +19,9 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -33,6 +35,8 @@ from singer_delivery.errors import OperationalError
 
 if t.TYPE_CHECKING:
     import psycopg
+
+logger = logging.getLogger(__name__)
 
 #: Keys per lookup or delete statement.
 CHUNK = 1000
@@ -91,6 +95,8 @@ class LedgerUrl:
     location: str | None
     #: The URL with its password replaced, for every message.
     redacted: str
+    #: As given, to scrub its password from drivers' messages.
+    given: str = dataclasses.field(default="", repr=False)
 
     @classmethod
     def parse(cls, url: str) -> LedgerUrl:
@@ -110,9 +116,17 @@ class LedgerUrl:
         if dialect == "sqlite":
             path = rest.removeprefix("/")
             memory = path in ("", ":memory:")
-            return cls("sqlite", None if memory else path, redacted)
+            return cls("sqlite", None if memory else path, redacted, url)
         if dialect in ("postgresql", "postgres"):
-            return cls("postgresql", f"postgresql://{rest}", redacted)
+            try:
+                urllib.parse.urlsplit(url).port  # noqa: B018 - parses the netloc
+            except ValueError:
+                msg = (
+                    f"ledger_url {redacted!r} is not a valid URL; use "
+                    "postgresql://user:password@host:5432/db"
+                )
+                raise LedgerError(msg) from None
+            return cls("postgresql", f"postgresql://{rest}", redacted, url)
         msg = (
             f"ledger_url uses {dialect!r}; use a sqlite:/// file or a "
             "postgresql:// database"
@@ -120,17 +134,18 @@ class LedgerUrl:
         raise LedgerError(msg)
 
 
+_PASSWORD = re.compile(r"^([^:/]+://[^:/@]*:)([^@]*)@")
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparseable URL>"
-    if not password:
-        return url
-    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    """The URL with any password replaced by ``***`` (even in a broken URL)."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` without the password of ``url`` (a driver may quote the URL)."""
+    found = _PASSWORD.match(url)
+    return text.replace(found.group(2), "***") if found and found.group(2) else text
 
 
 def default_ledger_url(environ: t.Mapping[str, str] = os.environ) -> str:
@@ -188,6 +203,7 @@ class Ledger:
         self._pending: dict[str, dict[str, str]] = {}
         self._open_rejects: set[str] = set()
         self._lock_check: t.Callable[[], None] = lambda: None
+        self._lost: LockLost | None = None
         with self._errors("open"):
             self._conn = self._connect()
             self._migrate()
@@ -229,9 +245,7 @@ class Ledger:
             raise
 
     def _message(self, doing: str, exc: BaseException) -> str:
-        cause = " ".join(str(exc).split()) or type(exc).__name__
-        if password := urllib.parse.urlsplit(self.url.redacted).password:
-            cause = cause.replace(password, "***")
+        cause = scrub(" ".join(str(exc).split()) or type(exc).__name__, self.url.given)
         return (
             f"the ledger at ledger_url {self.url.redacted!r} could not {doing}: "
             f"{cause}; check that the database is reachable and writable, or "
@@ -258,8 +272,14 @@ class Ledger:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[t.Any]:
-        """One transaction on the shared connection (callers hold no cursor)."""
+        """One write transaction on the shared connection.
+
+        Refused once the run lost its lock (see ``run_lock``): from then on
+        nothing more is written, and what was buffered is dropped (sent
+        again by the next run).
+        """
         with self._lock:
+            self._check_lock()
             if self.dialect == "postgresql":
                 with self._conn.transaction():
                     yield self._conn
@@ -273,10 +293,18 @@ class Ledger:
             self._conn.execute("COMMIT")
 
     def close(self) -> None:
-        """Flush and close the connection."""
+        """Flush and close the connection.
+
+        A flush refused here (a lost lock) was already reported by the run's
+        final checkpoint; closing goes on regardless.
+        """
         with self._lock:
-            self.flush()
-            self._conn.close()
+            try:
+                self.flush()
+            except OperationalError:
+                logger.debug("nothing more written to the ledger", exc_info=True)
+            finally:
+                self._conn.close()
 
     # --- schema -----------------------------------------------------------
 
@@ -414,11 +442,12 @@ class Ledger:
         must not write, and the STATE that follows a flush must not go out.
         """
         with self._lock:
-            self._lock_check()
-            pending, self._pending = self._pending, {}
-            if not any(pending.values()):
+            if not any(self._pending.values()):
+                self._check_lock()
                 return
+            pending = self._pending
             with self._errors("record deliveries"), self._transaction() as conn:
+                self._pending = {}
                 rows = [
                     (scope, key, fingerprint)
                     for scope, keys in pending.items()
@@ -439,6 +468,17 @@ class Ledger:
                 ),
                 [self._stamp(_now()), scope_id, *params],
             )
+
+    def _check_lock(self) -> None:
+        """Raise ``LockLost`` if the run's lock is gone (and from then on)."""
+        if self._lost is None:
+            try:
+                self._lock_check()
+            except LockLost as exc:
+                self._lost = exc
+        if self._lost is not None:
+            self._pending = {}
+            raise self._lost
 
     def forget_deliveries(self, scope_id: str, key_hashes: Sequence[str]) -> None:
         """Drop keys whose destination state was undone (a removed member, a
@@ -794,7 +834,7 @@ class _PgLock:
     def __init__(self, ledger: Ledger, key: int) -> None:
         self._key = key
         self._conn = _pg_connect(t.cast(str, ledger.url.location))
-        self._redacted = ledger.url.redacted
+        self._url = ledger.url
 
     def try_acquire(self) -> bool:
         row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", [self._key])
@@ -812,10 +852,12 @@ class _PgLock:
             raise self._lost(None)
 
     def _lost(self, exc: BaseException | None) -> LockLost:
-        cause = f" ({' '.join(str(exc).split())})" if exc else ""
+        cause = (
+            f" ({scrub(' '.join(str(exc).split()), self._url.given)})" if exc else ""
+        )
         return LockLost(
             f"the run lost its ledger lock: the connection to ledger_url "
-            f"{self._redacted!r} holding it dropped{cause}, so another run may be "
+            f"{self._url.redacted!r} holding it dropped{cause}, so another run may be "
             "writing to the same destination; this run stopped before writing "
             "again. Run it again once the other run is done."
         )

@@ -389,15 +389,13 @@ class DeliverySink(BatchSink, abc.ABC):
             write = self.plan if self.run.recorder.dry_run else self.deliver
             outcomes = list(write(batch.items))
             self._check_outcomes(batch.items, outcomes)
-            deferred = self.run.recorder.settle(self, outcomes, final=batch.final)
+            if deferred := self.run.recorder.settle(self, outcomes, final=batch.final):
+                self._defer(deferred)
+            self.run.checkpoints.release(batch.claim)
         except Abandoned:
             return
         except BaseException as exc:  # noqa: BLE001 - surfaced on the reading thread
             self.run.fail(exc)
-            return
-        if deferred:
-            self._defer(deferred)
-        self.run.checkpoints.release(batch.claim)
 
     def _check_outcomes(self, items: list[Item], outcomes: list[Outcome]) -> None:
         """Exactly one outcome per item: anything else is a destination bug."""
