@@ -10,6 +10,7 @@ use is given back at its end.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import threading
 import typing as t
@@ -50,23 +51,53 @@ class CallBudget:
         self._lock = threading.Lock()
         self._day = today()
         self._reserved = 0
+        self._local = threading.local()
         self.used_by_run = 0
 
     def acquire(self) -> None:
-        """Account for one call; raise ``BudgetSpent`` rather than overrun."""
+        """Account for one call; raise ``BudgetSpent`` rather than overrun.
+
+        A call made inside ``set_aside`` uses what was set aside for it first.
+        """
+        allowance = getattr(self._local, "allowance", 0)
         with self._lock:
-            if (day := self._today()) != self._day:
-                self._give_back()
-                self._day = day
-            if self._reserved == 0:
-                cap = self.budget if self.budget is not None else 2**62
-                self._reserved = self._ledger.reserve_calls(
-                    self._instance, self._day, BLOCK, cap
-                )
-                if self._reserved == 0:
-                    raise BudgetSpent(self._spent_message())
-            self._reserved -= 1
+            if allowance > 0:
+                self._local.allowance = allowance - 1
+            else:
+                self._take(1)
             self.used_by_run += 1
+
+    @contextlib.contextmanager
+    def set_aside(self, calls: int) -> t.Iterator[None]:
+        """Keep ``calls`` for work that must not stop half way (a batch task
+        that must be polled to its end), or refuse to start it.
+
+        Raises ``BudgetSpent`` up front when fewer calls are left; what the
+        work did not use returns to the budget.
+        """
+        with self._lock:
+            self._take(calls)
+        self._local.allowance = getattr(self._local, "allowance", 0) + calls
+        try:
+            yield
+        finally:
+            unused, self._local.allowance = self._local.allowance, 0
+            with self._lock:
+                self._reserved += unused
+
+    def _take(self, calls: int) -> None:
+        """Move ``calls`` from the ledger's count of the day into this run."""
+        if (day := self._today()) != self._day:
+            self._give_back()
+            self._day = day
+        if self._reserved < calls:
+            cap = self.budget if self.budget is not None else 2**62
+            self._reserved += self._ledger.reserve_calls(
+                self._instance, self._day, max(BLOCK, calls - self._reserved), cap
+            )
+        if self._reserved < calls:
+            raise BudgetSpent(self._spent_message())
+        self._reserved -= calls
 
     def _spent_message(self) -> str:
         return (

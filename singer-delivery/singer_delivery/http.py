@@ -8,6 +8,7 @@ follows urllib3's ``Retry``.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import random
@@ -270,6 +271,13 @@ class Transport:
                 retry_number, response.headers.get("Retry-After")
             )
             self._sleep(wait, route, reason)
+
+    def set_aside(self, calls: int) -> t.ContextManager[None]:
+        """Keep ``calls`` of the daily budget for work that must finish once
+        started, or refuse to start it (see ``CallBudget.set_aside``)."""
+        if self.budget is None:
+            return contextlib.nullcontext()
+        return self.budget.set_aside(calls)
 
     def _send(
         self,

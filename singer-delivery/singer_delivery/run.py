@@ -100,6 +100,7 @@ class DeliveryRun(t.Generic[R]):
         self.refusals: list[str] = []
         self._snapshots: dict[str, Snapshot] = {}
         self._failure: BaseException | None = None
+        self._estimated_calls = 0
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(batch_slots)
         self._waiting = waiting
@@ -179,6 +180,26 @@ class DeliveryRun(t.Generic[R]):
         """The error that stopped delivery, if any."""
         return self._failure
 
+    def estimate_calls(self, count: int) -> None:
+        """Add a dry run's estimate of the calls a real run would make."""
+        with self._lock:
+            self._estimated_calls += count
+
+    def budget_fit(self) -> dict[str, t.Any] | None:
+        """A dry run against ``daily_call_budget``: would a real run fit today?"""
+        budget = self.config.get("daily_call_budget")
+        if not self.recorder.dry_run or budget is None:
+            return None
+        from singer_delivery.budget import utc_day
+
+        used = self.ledger.calls_today(self.instance, utc_day())
+        return {
+            "estimated_for_a_real_run": self._estimated_calls,
+            "used_today": used,
+            "daily_call_budget": budget,
+            "fits": used + self._estimated_calls <= budget,
+        }
+
     def refuse(self, message: str) -> None:
         """Record a reason to exit non-zero once the run has been reported."""
         with self._lock:
@@ -242,6 +263,8 @@ class DeliveryRun(t.Generic[R]):
                 "used_today": self.budget.used_today(),
                 "daily_call_budget": self.budget.budget,
             }
+        elif fit := self.budget_fit():
+            data["calls"] = fit
         if error is not None:
             data["error"] = str(error)
         if self.refusals:
@@ -273,6 +296,17 @@ class DeliveryRun(t.Generic[R]):
                     totals[action] = totals.get(action, 0) + count
             self.outputs.plan.write_totals(totals)
             logger.info("dry-run plan written to %s", self.outputs.plan.path)
+        if fit := self.budget_fit():
+            left = fit["daily_call_budget"] - fit["used_today"]
+            logger.log(
+                logging.INFO if fit["fits"] else logging.WARNING,
+                "a real run would need about %d API calls; %d of "
+                "daily_call_budget=%d are left today: it %s",
+                fit["estimated_for_a_real_run"],
+                max(left, 0),
+                fit["daily_call_budget"],
+                "fits" if fit["fits"] else "does not fit",
+            )
         self.rejects.close()
 
     def verdict(self) -> list[str]:

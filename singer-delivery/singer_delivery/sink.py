@@ -126,6 +126,14 @@ class DeliverySink(BatchSink, abc.ABC):
         """The largest payload one request can carry; larger ones are rejected."""
         return None
 
+    def estimated_calls(self, planned: list[Outcome]) -> int:
+        """API calls a real run would make for these planned outcomes.
+
+        For a dry run's estimate against ``daily_call_budget``; one call per
+        write by default, destinations with batch calls say better.
+        """
+        return sum(1 for outcome in planned if outcome.delivered)
+
     @property
     def resend_changed(self) -> bool:
         """Whether a new payload for a key already delivered is sent again.
@@ -389,6 +397,8 @@ class DeliverySink(BatchSink, abc.ABC):
             write = self.plan if self.run.recorder.dry_run else self.deliver
             outcomes = list(write(batch.items))
             self._check_outcomes(batch.items, outcomes)
+            if self.run.recorder.dry_run:
+                self.run.estimate_calls(self.estimated_calls(outcomes))
             if deferred := self.run.recorder.settle(self, outcomes, final=batch.final):
                 self._defer(deferred)
             self.run.checkpoints.release(batch.claim)

@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 POLL_FIRST = 0.05
 POLL_FACTOR = 2.0
 POLL_CAP = 10.0
+#: Calls a batch is expected to need (the POST and two polls): set aside from
+#: the daily budget before it starts, so no batch is left half polled.
+BATCH_CALLS = 3
 
 _announced: set[str] = set()
 _announced_lock = threading.Lock()
@@ -145,14 +148,8 @@ class AgillicClient:
         again (up to the transport's retry budget).
         """
         for _ in range(self.transport.retry.total + 1):
-            response = self._call("POST", path, route, body)
-            if response.status_code != 202:
-                self.raise_for_status(response, route)
-            task_id = contract.task_id_of(response)
-            if task_id is None:
-                msg = f"{route} answered {response.status_code} without a taskId"
-                raise FatalApiError(msg, status=response.status_code)
-            status = self.wait_for_task(task_id)
+            with self.transport.set_aside(BATCH_CALLS):
+                status = self._submit_and_wait(path, route, body)
             if status.status == "completed":
                 if not status.verified:
                     announce_once(
@@ -168,6 +165,18 @@ class AgillicClient:
             "none of the batch"
         )
         raise FatalApiError(msg)
+
+    def _submit_and_wait(
+        self, path: str, route: str, body: bytes
+    ) -> contract.TaskStatus:
+        response = self._call("POST", path, route, body)
+        if response.status_code != 202:
+            self.raise_for_status(response, route)
+        task_id = contract.task_id_of(response)
+        if task_id is None:
+            msg = f"{route} answered {response.status_code} without a taskId"
+            raise FatalApiError(msg, status=response.status_code)
+        return self.wait_for_task(task_id)
 
     def wait_for_task(self, task_id: str) -> contract.TaskStatus:
         """Poll with backoff until the task is finished or ``task_timeout`` passes.

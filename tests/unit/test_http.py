@@ -135,3 +135,44 @@ def test_second_401_fails_the_run() -> None:
         with pytest.raises(FatalApiError, match="401"):
             transport(auth=auth).request("GET", "/x")
         assert m.call_count == 2
+
+
+def test_429s_in_a_row_over_the_window_mean_the_quota_is_spent() -> None:
+    policy = RetryPolicy(
+        total=100, backoff_factor=0, give_up_after_429s=6, give_up_window=0
+    )
+    transport = Transport(base_url="http://127.0.0.1:9", retry=policy)
+    with requests_mock.Mocker() as m:
+        m.post("http://127.0.0.1:9/x", status_code=429)
+        with pytest.raises(FatalApiError, match="the daily quota is probably spent"):
+            transport.request("POST", "/x")
+        assert m.call_count == 6
+
+
+def test_truncated_and_undecodable_answers_are_retried() -> None:
+    transport = Transport(
+        base_url="http://127.0.0.1:9", retry=RetryPolicy(backoff_factor=0)
+    )
+    with requests_mock.Mocker() as m:
+        m.get(
+            "http://127.0.0.1:9/x",
+            [
+                {"exc": requests.exceptions.ChunkedEncodingError("cut")},
+                {"exc": requests.exceptions.ContentDecodingError("garbled")},
+                {"status_code": 200, "json": {}},
+            ],
+        )
+        assert transport.request("GET", "/x").status_code == 200
+        assert m.call_count == 3
+
+
+def test_tls_and_proxy_failures_stop_at_once_naming_the_host() -> None:
+    transport = Transport(base_url="https://api.example.com", retry=RetryPolicy())
+    with requests_mock.Mocker() as m:
+        m.get("https://api.example.com/x", exc=requests.exceptions.SSLError("bad cert"))
+        with pytest.raises(FatalApiError, match="TLS connection to api.example.com"):
+            transport.request("GET", "/x")
+        m.get("https://api.example.com/y", exc=requests.exceptions.ProxyError("no"))
+        with pytest.raises(FatalApiError, match="proxy in front of api.example.com"):
+            transport.request("GET", "/y")
+        assert m.call_count == 2
