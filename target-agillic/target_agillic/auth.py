@@ -14,6 +14,9 @@ from __future__ import annotations
 import base64
 import threading
 import time
+import typing as t
+
+import requests
 
 from singer_delivery.http import Authenticator, FatalApiError, Transport
 from target_agillic.contract import TOKEN_PATH, error_of
@@ -59,11 +62,10 @@ class ClientCredentials:
         """The current token, fetching a new one when it is missing or ageing."""
         with self._lock:
             if self._token is None or time.monotonic() >= self._renew_at:
-                self._fetch()
-            assert self._token is not None
+                self._token = self._fetch()
             return self._token
 
-    def _fetch(self) -> None:
+    def _fetch(self) -> str:
         response = self._transport.request(
             "POST",
             TOKEN_PATH,
@@ -73,20 +75,54 @@ class ClientCredentials:
             authenticate=False,
         )
         if response.status_code != 200:
-            code, _ = error_of(response)
+            raise token_refusal(response)
+        body = _json_object(response)
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token:
             msg = (
-                f"Agillic refused the credentials (HTTP {response.status_code} "
-                f"{code}); check developer_key and developer_secret against the "
-                "Developer API key in Agillic's settings"
+                "Agillic's token endpoint answered 200 without an access_token; "
+                "check that api_endpoint is the Agillic API (e.g. "
+                "https://api-eu1.agillic.net)"
             )
-            raise FatalApiError(msg, status=response.status_code, code=code)
-        body = response.json()
+            raise FatalApiError(msg, status=200)
         lifetime = float(body.get("expires_in") or 7200)
-        self._token = str(body["access_token"])
         self._renew_at = (
             time.monotonic() + lifetime - min(lifetime * RENEW_SHARE, RENEW_CAP_SECONDS)
         )
         self.tokens_fetched += 1
+        return token
+
+
+def token_refusal(response: requests.Response) -> FatalApiError:
+    """What a non-200 answer of the token endpoint means, and the fix."""
+    status = response.status_code
+    code, _ = error_of(response)
+    if status in (400, 401, 403):
+        msg = (
+            f"Agillic refused the credentials (HTTP {status} {code}); check "
+            "developer_key and developer_secret against the Developer API key in "
+            "Agillic's settings"
+        )
+    elif status in (404, 405):
+        msg = (
+            f"Agillic's token endpoint was not found (HTTP {status}); "
+            "api_endpoint must be the API's base URL, e.g. "
+            "https://api-eu1.agillic.net, with no path"
+        )
+    else:
+        msg = (
+            f"Agillic's token endpoint answered HTTP {status} ({code}): the "
+            "service looks unavailable, not your credentials; try again later"
+        )
+    return FatalApiError(msg, status=status, code=code)
+
+
+def _json_object(response: requests.Response) -> dict[str, t.Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 class BasicCredentials:
