@@ -196,7 +196,7 @@ def _now() -> datetime.datetime:
 class Ledger:
     """Thread-safe access to the ledger tables (SQLite or PostgreSQL)."""
 
-    def __init__(self, url: LedgerUrl) -> None:
+    def __init__(self, url: LedgerUrl, *, read_only: bool = False) -> None:
         self.url = url
         self.dialect = url.dialect
         self._lock = threading.RLock()
@@ -206,7 +206,10 @@ class Ledger:
         self._lost: LockLost | None = None
         with self._errors("open"):
             self._conn = self._connect()
-            self._migrate()
+            if read_only:
+                self._check_readable()
+            else:
+                self._migrate()
 
     @classmethod
     def open(cls, url: str) -> Ledger:
@@ -325,6 +328,24 @@ class Ledger:
                 for statement in MIGRATIONS[step](self.dialect):
                     conn.execute(statement)
             self._set_version(conn)
+
+    def _check_readable(self) -> None:
+        """A reader needs the current schema and never migrates it."""
+        if not self._has_table(self._conn, "ledger_meta"):
+            version = 1 if self._has_table(self._conn, "ledger_deliveries") else 0
+        else:
+            row = self._conn.execute(
+                self._sql("SELECT value FROM ledger_meta WHERE name = ?"),
+                ["schema_version"],
+            ).fetchone()
+            version = int(row[0]) if row else 0
+        if version != SCHEMA_VERSION:
+            msg = (
+                f"ledger_url {self.url.redacted!r} holds schema version {version}, "
+                f"not {SCHEMA_VERSION}; run a target against it once to create or "
+                "migrate its tables"
+            )
+            raise LedgerError(msg)
 
     def _schema_version(self, conn: t.Any) -> int:
         conn.execute(
@@ -681,6 +702,47 @@ class Ledger:
                 ),
                 rows,
             )
+
+    def recent_runs(self, limit: int) -> list[dict[str, t.Any]]:
+        """The newest runs with their counts summed over streams."""
+        with self._errors("read runs"):
+            runs = self._rows(
+                "SELECT run_id, target, started_at, ended_at, status, error "
+                "FROM ledger_runs ORDER BY started_at DESC LIMIT ?",
+                [limit],
+            )
+            counts = self._rows(
+                "SELECT run_id, outcome, sum(count) FROM ledger_run_counts "
+                "GROUP BY run_id, outcome"
+            )
+        totals: dict[str, dict[str, int]] = {}
+        for run_id, outcome, count in counts:
+            totals.setdefault(run_id, {})[outcome] = int(count)
+        columns = ("run_id", "target", "started_at", "ended_at", "status", "error")
+        return [
+            {**dict(zip(columns, row, strict=True)), "counts": totals.get(row[0], {})}
+            for row in runs
+        ]
+
+    def open_reject_list(self, limit: int) -> list[dict[str, t.Any]]:
+        """Unresolved rejects, most recently seen first."""
+        columns = (
+            "stream",
+            "destination_key",
+            "reason",
+            "message",
+            "http_status",
+            "permanent",
+            "first_seen",
+            "last_seen",
+        )
+        with self._errors("read rejects"):
+            rows = self._rows(
+                f"SELECT {', '.join(columns)} FROM ledger_rejects "
+                "WHERE resolved_at IS NULL ORDER BY last_seen DESC LIMIT ?",
+                [limit],
+            )
+        return [dict(zip(columns, row, strict=True)) for row in rows]
 
     # --- daily call budget ----------------------------------------------------
 
