@@ -113,8 +113,12 @@ class DeliverySink(BatchSink, abc.ABC):
         """
 
     def plan(self, items: list[Item]) -> t.Iterable[Outcome]:
-        """Dry run: what ``deliver`` would do, found with read-only calls only."""
-        return [Outcome.done(item) for item in items]
+        """Dry run: what ``deliver`` would do, found with read-only calls only.
+
+        By default every changed item would be written (``upsert``); a
+        destination that can tell create from update says so here.
+        """
+        return [Outcome.done(item, Action.UPSERTED) for item in items]
 
     @property
     def membership(self) -> Membership | None:
