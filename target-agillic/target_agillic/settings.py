@@ -11,11 +11,16 @@ import typing as t
 
 from singer_sdk import typing as th
 
-from singer_delivery.settings import delivery_settings, for_stream, stream_overrides
+from singer_delivery.settings import (
+    delete_settings,
+    delivery_settings,
+    for_stream,
+    stream_overrides,
+)
 from target_agillic.auth import AUTH_METHODS, OAUTH2
 from target_agillic.mapping import DATE_FORMAT, TIMESTAMP_FORMAT, to_strftime
 
-SYNC_MODES = ("upsert", "insert", "update")
+SYNC_MODES = ("upsert", "insert", "update", "delete")
 OBJECT_TYPES = ("recipients", "one_to_many", "event")
 AUDIENCE_MODES = ("add", "remove", "mirror", "upsert")
 #: Requests in flight an Agillic instance allows, shared by all its clients.
@@ -87,7 +92,8 @@ def _properties() -> list[th.Property]:
             description=(
                 "upsert: create or update (async batches); insert: only create, "
                 "existing recipients are rejected; update: only update, missing "
-                "recipients are rejected."
+                "recipients are rejected; delete: each record names a recipient "
+                "to delete (needs allow_deletes; a recipients stream only)."
             ),
         ),
         th.Property(
@@ -215,6 +221,7 @@ def properties() -> list[th.Property]:
     own = _properties()
     return [
         *own,
+        *delete_settings(),
         stream_overrides(
             own,
             STREAM_KEYS,
@@ -241,6 +248,7 @@ def check(config: t.Mapping[str, t.Any]) -> list[str]:
 
 def _check_route(where: str, settings: t.Mapping[str, t.Any]) -> list[str]:
     return [
+        *_check_delete(where, settings),
         *_check_audience(where, settings),
         *_check_object_type(where, settings),
     ]
@@ -279,10 +287,31 @@ def _check_audience(where: str, settings: t.Mapping[str, t.Any]) -> list[str]:
             f"{settings['object_type']}; route the audience through a recipients "
             "stream"
         )
-    if settings["sync_mode"] != "upsert":
+    # delete with an audience is named by _check_delete, in its own words
+    if settings["sync_mode"] not in ("upsert", "delete"):
         errors.append(
             f"{where}: audience_mode upserts recipients before changing the group; "
             "leave sync_mode unset (or upsert) for this stream"
+        )
+    return errors
+
+
+def _check_delete(where: str, settings: t.Mapping[str, t.Any]) -> list[str]:
+    """``sync_mode: delete`` deletes recipients, and does nothing else."""
+    if settings["sync_mode"] != "delete":
+        return []
+    errors = []
+    if settings.get("audience_mode"):
+        errors.append(
+            f"{where}: sync_mode delete cannot be combined with audience_mode; "
+            "to take recipients out of a group without deleting them, use "
+            "audience_mode remove"
+        )
+    if settings["object_type"] != "recipients":
+        errors.append(
+            f"{where}: sync_mode delete deletes recipients, so it cannot be "
+            f"combined with object_type {settings['object_type']}; use a "
+            "recipients stream"
         )
     return errors
 

@@ -16,6 +16,7 @@ from target_agillic import settings
 from target_agillic.auth import authenticator
 from target_agillic.client import AgillicClient
 from target_agillic.contract import OneToManyTable, quota_exhausted
+from target_agillic.deletes import RecipientDeleteSink
 from target_agillic.events import EventSink
 from target_agillic.sinks import AgillicSink, AudienceSink, OneToManySink, RecipientSink
 
@@ -61,8 +62,11 @@ class TargetAgillic(DeliveryTarget[AgillicResources]):
 
     @override
     def get_sink_class(self, stream_name: str) -> type[AgillicSink]:
-        """Route the stream: one-to-many rows, events, an audience, or recipients."""
+        """Route the stream: deletes, one-to-many rows, events, an audience, or
+        recipients (the settings checks rule out the combinations)."""
         chosen = self.delivery_run.settings_for(stream_name)
+        if chosen["sync_mode"] == "delete":
+            return RecipientDeleteSink
         if chosen["object_type"] == "one_to_many":
             return OneToManySink
         if chosen["object_type"] == "event":
