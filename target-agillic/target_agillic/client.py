@@ -77,6 +77,24 @@ class AgillicClient:
             "GET", contract.recipient_path(recipient_id), "GET /recipients/{id}"
         )
 
+    def delete_recipient(self, recipient_id: str) -> requests.Response:
+        """``DELETE /recipients/{id}``: 200, or 404 when it is already gone."""
+        return self._call(
+            "DELETE", contract.recipient_path(recipient_id), "DELETE /recipients/{id}"
+        )
+
+    def fire_event(
+        self, recipient_id: str, event: str, context_parameters: dict
+    ) -> requests.Response:
+        """Fire ``event`` for one recipient: 200, or 404 (recipient or event)."""
+        body = dumps(contract.event_body(context_parameters))
+        return self._call(
+            "POST",
+            contract.event_path(recipient_id, event),
+            "POST /recipients/{id}/events/{event}/:achieveWithContext",
+            body,
+        )
+
     def list_recipients(
         self, id_field: str, recipient_ids: list[str]
     ) -> list[dict] | None:

@@ -9,6 +9,7 @@ this module only.
 
 from __future__ import annotations
 
+import re
 import typing as t
 import urllib.parse
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ GROUP_PATHS = {
 OTM_TABLE_PATH = "/discovery/onetomany/{table}"
 OTM_UPSERT_PATH = "/recipients/v2/oneToManyTables/:upsert"
 OTM_ROWS_PATH = "/recipients/{recipient}/oneToManyTables/{table}"
+EVENT_PATH = "/recipients/{recipient}/events/{event}/:achieveWithContext"
 
 MAX_GROUP_IDS = 100
 MAX_BODY_BYTES = 20 * 1024 * 1024
@@ -264,3 +266,29 @@ def otm_rows_path(recipient_id: str, table: str) -> str:
         recipient=urllib.parse.quote(recipient_id, safe=""),
         table=urllib.parse.quote(table, safe=""),
     )
+
+
+def event_path(recipient_id: str, event: str) -> str:
+    """Where an event is fired for one recipient (both segments percent-encoded)."""
+    return EVENT_PATH.format(
+        recipient=urllib.parse.quote(recipient_id, safe=""),
+        event=urllib.parse.quote(event, safe=""),
+    )
+
+
+def event_body(context_parameters: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """``{"context_parameters": {NAME: value, ...}}`` (third-party shape)."""
+    return {"context_parameters": dict(context_parameters)}
+
+
+def names_event(response: requests.Response, event: str) -> bool:
+    """Whether a 404 from firing an event is about the event, not the recipient.
+
+    Both answer 404 ``NOT_FOUND`` (assumed); only the message tells them
+    apart. An error naming the event as a whole word (``event ORDER_PLACED
+    not found``) means the event is unknown; any other 404 is read as the
+    recipient missing, the safer mistake: that one is retried later, while
+    an unknown event is refused for good.
+    """
+    _, message = error_of(response)
+    return re.search(rf"(?<![\w-]){re.escape(event)}(?![\w-])", message) is not None

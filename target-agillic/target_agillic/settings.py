@@ -11,12 +11,17 @@ import typing as t
 
 from singer_sdk import typing as th
 
-from singer_delivery.settings import delivery_settings, for_stream, stream_overrides
+from singer_delivery.settings import (
+    delete_settings,
+    delivery_settings,
+    for_stream,
+    stream_overrides,
+)
 from target_agillic.auth import AUTH_METHODS, OAUTH2
 from target_agillic.mapping import DATE_FORMAT, TIMESTAMP_FORMAT, to_strftime
 
-SYNC_MODES = ("upsert", "insert", "update")
-OBJECT_TYPES = ("recipients", "one_to_many")
+SYNC_MODES = ("upsert", "insert", "update", "delete")
+OBJECT_TYPES = ("recipients", "one_to_many", "event")
 AUDIENCE_MODES = ("add", "remove", "mirror", "upsert")
 #: Requests in flight an Agillic instance allows, shared by all its clients.
 MAX_CONCURRENCY = 20
@@ -27,6 +32,8 @@ MAX_BATCH_ROWS = 1000
 STREAM_KEYS = (
     "object_type",
     "one_to_many_table_id",
+    "event_name",
+    "refire_on_change",
     "target_group_name",
     "audience_mode",
     "sync_mode",
@@ -85,7 +92,8 @@ def _properties() -> list[th.Property]:
             description=(
                 "upsert: create or update (async batches); insert: only create, "
                 "existing recipients are rejected; update: only update, missing "
-                "recipients are rejected."
+                "recipients are rejected; delete: each record names a recipient "
+                "to delete (needs allow_deletes; a recipients stream only)."
             ),
         ),
         th.Property(
@@ -93,7 +101,9 @@ def _properties() -> list[th.Property]:
             th.ObjectType(additional_properties=th.StringType),
             description=(
                 "{record field: Person Data field}. When given, only mapped fields "
-                "are sent; when absent, record fields go under their own names."
+                "are sent; when absent, record fields go under their own names. "
+                "With object_type event, every field but the recipient ID is a "
+                "context parameter of that name, not Person Data."
             ),
         ),
         th.Property(
@@ -120,12 +130,34 @@ def _properties() -> list[th.Property]:
             th.StringType,
             default="recipients",
             allowed_values=list(OBJECT_TYPES),
-            description="recipients (Person Data) or one_to_many (rows of a table).",
+            description=(
+                "recipients (Person Data), one_to_many (rows of a table) or event "
+                "(fire event_name once per record: the recipient from "
+                "recipient_id_field, every other mapped field a context "
+                "parameter, the stream's key the event's identity)."
+            ),
         ),
         th.Property(
             "one_to_many_table_id",
             th.StringType,
             description="The one-to-many table, e.g. ORDERS (object_type one_to_many).",
+        ),
+        th.Property(
+            "event_name",
+            th.StringType(min_length=1),
+            description=(
+                "The Agillic event to fire, e.g. ORDER_PLACED (required with "
+                "object_type event; case-sensitive)."
+            ),
+        ),
+        th.Property(
+            "refire_on_change",
+            th.BooleanType,
+            default=False,
+            description=(
+                "object_type event: fire an event again when its record changes "
+                "(false: each key fires once, ever, as far as the ledger knows)."
+            ),
         ),
         th.Property(
             "target_group_name",
@@ -189,6 +221,7 @@ def properties() -> list[th.Property]:
     own = _properties()
     return [
         *own,
+        *delete_settings(),
         stream_overrides(
             own,
             STREAM_KEYS,
@@ -214,27 +247,71 @@ def check(config: t.Mapping[str, t.Any]) -> list[str]:
 
 
 def _check_route(where: str, settings: t.Mapping[str, t.Any]) -> list[str]:
-    errors = []
+    return [
+        *_check_delete(where, settings),
+        *_check_audience(where, settings),
+        *_check_object_type(where, settings),
+    ]
+
+
+def _check_object_type(where: str, settings: t.Mapping[str, t.Any]) -> list[str]:
+    """Rows need their table and events their name."""
     object_type = settings["object_type"]
+    if object_type == "one_to_many" and not settings.get("one_to_many_table_id"):
+        return [
+            f"{where}: object_type one_to_many needs one_to_many_table_id (e.g. ORDERS)"
+        ]
+    if object_type == "event" and not settings.get("event_name"):
+        message = (
+            f"{where}: object_type event needs event_name (the Agillic event to "
+            "fire, e.g. ORDER_PLACED)"
+        )
+        return [message]
+    return []
+
+
+def _check_audience(where: str, settings: t.Mapping[str, t.Any]) -> list[str]:
+    """An audience changes a group of recipients it upserts first."""
     audience = settings.get("audience_mode")
-    if audience and not settings.get("target_group_name"):
+    if not audience:
+        return []
+    errors = []
+    if not settings.get("target_group_name"):
         errors.append(
             f"{where}: audience_mode {audience} needs target_group_name (the static "
             "target group to change)"
         )
-    if audience and object_type == "one_to_many":
+    if settings["object_type"] != "recipients":
         errors.append(
             f"{where}: audience_mode cannot be combined with object_type "
-            "one_to_many; route the audience through a recipients stream"
+            f"{settings['object_type']}; route the audience through a recipients "
+            "stream"
         )
-    if audience and settings["sync_mode"] != "upsert":
+    # delete with an audience is named by _check_delete, in its own words
+    if settings["sync_mode"] not in ("upsert", "delete"):
         errors.append(
             f"{where}: audience_mode upserts recipients before changing the group; "
             "leave sync_mode unset (or upsert) for this stream"
         )
-    if object_type == "one_to_many" and not settings.get("one_to_many_table_id"):
+    return errors
+
+
+def _check_delete(where: str, settings: t.Mapping[str, t.Any]) -> list[str]:
+    """``sync_mode: delete`` deletes recipients, and does nothing else."""
+    if settings["sync_mode"] != "delete":
+        return []
+    errors = []
+    if settings.get("audience_mode"):
         errors.append(
-            f"{where}: object_type one_to_many needs one_to_many_table_id (e.g. ORDERS)"
+            f"{where}: sync_mode delete cannot be combined with audience_mode; "
+            "to take recipients out of a group without deleting them, use "
+            "audience_mode remove"
+        )
+    if settings["object_type"] != "recipients":
+        errors.append(
+            f"{where}: sync_mode delete deletes recipients, so it cannot be "
+            f"combined with object_type {settings['object_type']}; use a "
+            "recipients stream"
         )
     return errors
 

@@ -16,6 +16,8 @@ from target_agillic import settings
 from target_agillic.auth import authenticator
 from target_agillic.client import AgillicClient
 from target_agillic.contract import OneToManyTable, quota_exhausted
+from target_agillic.deletes import RecipientDeleteSink
+from target_agillic.events import EventSink
 from target_agillic.sinks import AgillicSink, AudienceSink, OneToManySink, RecipientSink
 
 if t.TYPE_CHECKING:
@@ -30,7 +32,8 @@ class AgillicResources:
     """What preflight learned, shared by every sink of the run."""
 
     one_to_many_tables: dict[str, OneToManyTable] = field(default_factory=dict)
-    #: Recipients a dry run plans to create, so its row plans can rely on them.
+    #: Recipients a dry run plans to create, so its row and event plans can
+    #: rely on them.
     planned_recipients: set[str] = field(default_factory=set)
 
 
@@ -59,10 +62,15 @@ class TargetAgillic(DeliveryTarget[AgillicResources]):
 
     @override
     def get_sink_class(self, stream_name: str) -> type[AgillicSink]:
-        """Route the stream: one-to-many rows, an audience, or recipients."""
+        """Route the stream: deletes, one-to-many rows, events, an audience, or
+        recipients (the settings checks rule out the combinations)."""
         chosen = self.delivery_run.settings_for(stream_name)
+        if chosen["sync_mode"] == "delete":
+            return RecipientDeleteSink
         if chosen["object_type"] == "one_to_many":
             return OneToManySink
+        if chosen["object_type"] == "event":
+            return EventSink
         if chosen.get("audience_mode"):
             return AudienceSink
         return RecipientSink
@@ -107,7 +115,9 @@ class TargetAgillic(DeliveryTarget[AgillicResources]):
         Credentials, every configured target group (exists, is static),
         every one-to-many table (exists, has an identifier field) and every
         mapped Person Data field (known to the instance). An unknown mapped
-        field fails the run: Agillic would refuse every record.
+        field fails the run: Agillic would refuse every record. Events are
+        not checked: Agillic documents no event discovery, so an unknown
+        ``event_name`` shows only when an event is fired (``unknown_event``).
         """
         client = AgillicClient(transport)
         resources = AgillicResources()
@@ -173,10 +183,12 @@ class TargetAgillic(DeliveryTarget[AgillicResources]):
         return [message]
 
     def _person_data(self, stream: str | None) -> set[str]:
+        """The Person Data fields a stream writes: none for rows and events,
+        whose mapped fields are table columns and context parameters."""
         chosen = (
             settings.for_stream(self.config, stream) if stream else dict(self.config)
         )
-        if chosen["object_type"] == "one_to_many":
+        if chosen["object_type"] in ("one_to_many", "event"):
             return set()
         return set((chosen.get("field_mapping") or {}).values())
 
