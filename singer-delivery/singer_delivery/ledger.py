@@ -45,6 +45,8 @@ CHUNK = 1000
 #: flat: each one rewrites only the pages its sorted keys land on.
 FLUSH_AT = 100_000
 SCHEMA_VERSION = 2
+#: The object type of a scope of delete requests ends so (``recipient_deletes``).
+DELETES = "_deletes"
 
 
 class LedgerError(OperationalError):
@@ -204,6 +206,7 @@ class Ledger:
         self._open_rejects: set[str] = set()
         self._lock_check: t.Callable[[], None] = lambda: None
         self._lost: LockLost | None = None
+        self._scopes: list[Scope] | None = None
         with self._errors("open"):
             self._conn = self._connect()
             if read_only:
@@ -396,9 +399,10 @@ class Ledger:
                 ),
                 [scope.scope_id],
             ).fetchone()
-        if open_reject is not None:
-            with self._lock:
+        with self._lock:
+            if open_reject is not None:
                 self._open_rejects.add(scope.scope_id)
+            self._scopes = None
 
     # --- change detection ---------------------------------------------------
 
@@ -518,23 +522,35 @@ class Ledger:
                         [scope_id, *params],
                     )
 
+    def _siblings(self, scope: Scope) -> list[Scope]:
+        """The other scopes of the same target and instance (read once a run)."""
+        with self._lock:
+            if self._scopes is None:
+                with self._errors("read scopes"):
+                    rows = self._rows("SELECT description FROM ledger_scopes")
+                self._scopes = [Scope(**json.loads(row[0])) for row in rows]
+            return [
+                other
+                for other in self._scopes
+                if (other.target, other.instance) == (scope.target, scope.instance)
+                and other != scope
+            ]
+
     def forget_everywhere(self, scope: Scope, keys: Sequence[tuple[str, str]]) -> None:
         """Forget (key hash, member ID) pairs in every other scope of the same
         target and instance: a record deleted at the destination is new
         again to every stream that writes it, and no mirror removes it again.
         """
-        with self._errors("read scopes"):
-            rows = self._rows("SELECT scope_id, description FROM ledger_scopes")
-        same = {"target": scope.target, "instance": scope.instance}
-        others = [
-            scope_id
-            for scope_id, description in rows
-            if scope_id != scope.scope_id
-            and same.items() <= json.loads(description).items()
-        ]
-        for scope_id in others:
-            self.forget_deliveries(scope_id, [key_hash for key_hash, _ in keys])
-            self.remove_members(scope_id, [member for _, member in keys])
+        for other in self._siblings(scope):
+            self.forget_deliveries(other.scope_id, [key_hash for key_hash, _ in keys])
+            self.remove_members(other.scope_id, [member for _, member in keys])
+
+    def forget_deletes(self, scope: Scope, key_hashes: Sequence[str]) -> None:
+        """A key written again is no longer deleted: a later delete request
+        for it must go out even if it repeats an earlier one."""
+        for other in self._siblings(scope):
+            if other.object_type.endswith(DELETES):
+                self.forget_deliveries(other.scope_id, key_hashes)
 
     def delivered_count(self, scope_id: str) -> int:
         """How many keys the scope holds."""

@@ -14,7 +14,7 @@ import threading
 import typing as t
 from collections import Counter
 
-from singer_delivery.ledger import Ledger, RejectRow, Scope
+from singer_delivery.ledger import DELETES, Ledger, RejectRow, Scope
 from singer_delivery.outcomes import Action, Item, Outcome, Reject
 
 if t.TYPE_CHECKING:
@@ -192,6 +192,8 @@ class CommitRecorder(Recorder):
             self.ledger.forget_everywhere(
                 sink.scope, [(i.key_hash, i.key) for i in deleted]
             )
+        elif not sink.scope.object_type.endswith(DELETES):
+            self.ledger.forget_deletes(sink.scope, [i.key_hash for i in kept])
 
     def _membership(
         self, scope_id: str, membership: Membership, outcomes: t.Sequence[Outcome]

@@ -142,8 +142,8 @@ class DeliverySink(BatchSink, abc.ABC):
     def resend_changed(self) -> bool:
         """Whether a new payload for a key already delivered is sent again.
 
-        False for writes that must happen once per key (an event fired);
-        ``full_sync`` does not apply to them either.
+        False for writes that must happen once per key (an event fired):
+        neither ``full_sync`` nor ``skip_unchanged: false`` sends them again.
         """
         return True
 
@@ -345,9 +345,9 @@ class DeliverySink(BatchSink, abc.ABC):
     def _changed(self, items: list[Item]) -> list[Item]:
         """Settle unchanged and quarantined items; return those to send."""
         config = self.config
-        if (config["full_sync"] and self.resend_changed) or not config[
-            "skip_unchanged"
-        ]:
+        if self.resend_changed and (
+            config["full_sync"] or not config["skip_unchanged"]
+        ):
             return items
         known = self.run.ledger.lookup(
             self.scope_id,

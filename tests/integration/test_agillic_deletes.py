@@ -176,3 +176,17 @@ def test_delete_combined_with_another_route_fails_at_startup(
     assert result.returncode != 0
     assert message in result.stderr
     assert sum(agillic_emulator.calls.values()) == 0
+
+
+def test_a_recipient_written_again_after_its_delete_can_be_deleted_again(
+    agillic_emulator: AgillicEmulator, delete_config: Config, tmp_path: Path
+) -> None:
+    run_ok("target-agillic", delete_config, customers(range(3)), tmp_path)
+    run_ok("target-agillic", delete_config, gone([1]), tmp_path)
+    assert set(agillic_emulator.recipients) == emails([0, 2])
+
+    run_ok("target-agillic", delete_config, customers(range(3)), tmp_path)
+    assert set(agillic_emulator.recipients) == emails(range(3))
+    run_ok("target-agillic", delete_config, gone([1]), tmp_path)
+    assert set(agillic_emulator.recipients) == emails([0, 2])
+    assert agillic_emulator.calls[DELETE] == 2
