@@ -21,7 +21,7 @@ from singer_delivery.http import ApiError
 from singer_delivery.outcomes import Reason
 from singer_delivery.serialization import dumps, join_json
 from target_agillic import contract
-from target_agillic.client import AgillicClient
+from target_agillic.client import BATCH_CALLS, AgillicClient
 from target_agillic.mapping import CompiledMapping, PersonDataMapping
 
 if t.TYPE_CHECKING:
@@ -174,6 +174,18 @@ class RecipientSink(AgillicSink):
             o.item.key for o in outcomes if Action.CREATED in o.actions
         )
         return outcomes
+
+    @override
+    def estimated_calls(self, planned: list[Outcome]) -> int:
+        """Upsert: a POST and its polls per batch; insert one call, update two
+        (the existence check first), per recipient."""
+        writes = sum(1 for outcome in planned if outcome.delivered)
+        mode = self.settings["sync_mode"]
+        if mode == "insert":
+            return writes
+        if mode == "update":
+            return 2 * writes
+        return BATCH_CALLS if writes else 0
 
     def upsert(self, items: list[Item]) -> list[Outcome]:
         """The async batch upsert; per-entry errors become rejects.
@@ -412,6 +424,17 @@ class AudienceSink(RecipientSink):
         ]
 
     @override
+    def estimated_calls(self, planned: list[Outcome]) -> int:
+        """The upserts, plus one group call per 100 members added or removed."""
+        changes = sum(
+            1
+            for outcome in planned
+            if {Action.ADDED, Action.REMOVED} & set(outcome.actions)
+        )
+        upserted = [o for o in planned if Action.REMOVED not in o.actions]
+        return super().estimated_calls(upserted) + -(-changes // contract.MAX_GROUP_IDS)
+
+    @override
     def remove(self, items: list[Item]) -> t.Iterable[Outcome]:
         """Mirror removals: members the complete snapshot did not hold."""
         return self.change_members("remove", items)
@@ -520,6 +543,11 @@ class OneToManySink(AgillicSink):
             else:
                 outcomes.append(refused_entry(item, error))
         return outcomes
+
+    @override
+    def estimated_calls(self, planned: list[Outcome]) -> int:
+        """A POST and its polls per batch of rows."""
+        return BATCH_CALLS if any(o.delivered for o in planned) else 0
 
     @override
     def plan(self, items: list[Item]) -> t.Iterable[Outcome]:
