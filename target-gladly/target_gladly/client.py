@@ -220,15 +220,15 @@ class GladlyClient:
         holds more than the record named, and a delete cannot be undone.
         """
         response = self._call("DELETE", contract.profile_path(profile_id), DELETE_ROUTE)
-        if response.ok or response.status_code == 404:
-            return
-        if response.status_code == 301:
+        if response.status_code == 301:  # checked first: requests counts it "ok"
             survivor = contract.moved_to(response) or "another profile"
             msg = (
                 f"the profile was merged into {survivor}, which holds the data "
                 "of both; delete that profile explicitly if that is intended"
             )
             raise ProfileRefused("merged", msg, 301)
+        if response.ok or response.status_code == 404:
+            return
         if contract.is_invalid_state(response):
             raise ProfileRefused(
                 "open_conversations", OPEN_CONVERSATIONS, 400, permanent=False
