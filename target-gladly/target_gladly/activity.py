@@ -193,14 +193,15 @@ class ActivityMapping:
                 "or set activity_type"
             )
             raise RecordRejected("missing_activity_type", msg, fields=("activityType",))
-        if kind.upper() not in contract.ACTIVITY_TYPES:
+        normalized = kind.strip().upper()
+        if normalized not in contract.ACTIVITY_TYPES:
             source = t.cast(tuple[str, t.Any], value)[0]
             msg = (
                 f"field {source} holds activityType {kind!r}, which is not one of "
                 f"{', '.join(contract.ACTIVITY_TYPES)}"
             )
             raise RecordRejected("invalid_activity_type", msg, fields=(source,))
-        return kind.upper()
+        return normalized
 
 
 def optional_text(value: tuple[str, t.Any] | None) -> str | None:

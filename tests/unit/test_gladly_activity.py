@@ -52,7 +52,7 @@ def rejected(**record: t.Any) -> RecordRejected:
 def test_a_full_record_becomes_the_item_gladly_takes() -> None:
     assert payload(
         text="Body",
-        kind="sms",
+        kind=" sms ",
         system="Shop",
         url="https://x.example/1",
         label="Open",
