@@ -233,7 +233,7 @@ def route_problems(settings: t.Mapping[str, t.Any]) -> list[str]:
             errors.append(
                 f"object_type customer_activity cannot be combined with sync_mode "
                 f"{mode}: activity finds or creates its customer as upsert does "
-                "and only adds items; leave sync_mode unset (or upsert) here"
+                "and only adds items; give it sync_mode upsert (the default)"
             )
         if mapping is not None:
             errors += check_activity_mapping(mapping, settings.get("activity_type"))

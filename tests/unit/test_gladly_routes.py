@@ -73,7 +73,7 @@ def test_stream_problems_are_named_and_top_level_ones_named_once() -> None:
         (
             "streams.tickets: object_type customer_activity cannot be combined with "
             "sync_mode update: activity finds or creates its customer as upsert does "
-            "and only adds items; leave sync_mode unset (or upsert) here"
+            "and only adds items; give it sync_mode upsert (the default)"
         )
     ]
 
