@@ -1,9 +1,10 @@
 """Gladly API calls, one method per call this target makes.
 
 Answers that concern one record (a malformed email, a taken phone, an
-unknown id) become ``ProfileRefused``, which the sink turns into that
-record's reject. Answers that stop every record (401/403) are raised as
-``FatalApiError`` by the transport's ``fatal_check`` before they get here.
+unknown id, open conversations) become ``ProfileRefused``, which the sink
+turns into that record's reject. Answers that stop every record (401/403,
+a 403 to a delete included) are raised as ``FatalApiError`` by the
+transport's ``fatal_check`` before they get here.
 """
 
 from __future__ import annotations
@@ -13,18 +14,37 @@ from dataclasses import dataclass
 
 import requests
 
+from singer_delivery import Item, Outcome
 from singer_delivery.http import CallObserver, FatalApiError, Transport
 from singer_delivery.serialization import dumps
 from target_gladly import contract
 
 FIND_ROUTE = f"GET {contract.PROFILES_PATH}?email="
+FIND_PHONE_ROUTE = f"GET {contract.PROFILES_PATH}?phoneNumber="
 READ_ROUTE = f"GET {contract.PROFILES_PATH}/{{id}}"
 CREATE_ROUTE = f"POST {contract.PROFILES_PATH}"
 PATCH_ROUTE = f"PATCH {contract.PROFILES_PATH}/{{id}}"
+DELETE_ROUTE = f"DELETE {contract.PROFILES_PATH}/{{id}}"
+ITEM_ROUTE = f"POST {contract.CUSTOMERS_PATH}/{{id}}/conversation-items"
+
+OPEN_CONVERSATIONS = (
+    "the customer has open conversations, and Gladly deletes no profile "
+    "while it has; close the customer's conversations in Gladly first (the "
+    "delete is tried again on the next run)"
+)
+CUSTOMER_GONE = (
+    "the customer profile was deleted or merged in Gladly while this item "
+    "was being written; it is sent again on the next run"
+)
 
 
 class ProfileRefused(Exception):
-    """Gladly (or this target) refused one record; the others go on."""
+    """Gladly (or this target) refused one record; the others go on.
+
+    ``permanent`` is False when the same record may well succeed later
+    without changing (a profile merged meanwhile, open conversations), so
+    it is not quarantined.
+    """
 
     def __init__(
         self,
@@ -32,12 +52,26 @@ class ProfileRefused(Exception):
         message: str,
         http_status: int | None = None,
         fields: t.Sequence[str] = (),
+        *,
+        permanent: bool = True,
     ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.http_status = http_status
         self.fields = tuple(fields)
+        self.permanent = permanent
+
+    def outcome(self, item: Item) -> Outcome:
+        """The item's reject."""
+        return Outcome.refused(
+            item,
+            self.reason,
+            self.message,
+            http_status=self.http_status,
+            fields=self.fields,
+            permanent=self.permanent,
+        )
 
     @classmethod
     def from_response(cls, response: requests.Response) -> ProfileRefused:
@@ -123,6 +157,18 @@ class GladlyClient:
             raise ProfileRefused.from_response(response)
         return contract.profiles_of(response)
 
+    def find_by_phone(self, number: str) -> list[dict[str, t.Any]]:
+        """Profiles holding ``number`` (E.164), whatever its phone type."""
+        response = self._call(
+            "GET",
+            contract.PROFILES_PATH,
+            FIND_PHONE_ROUTE,
+            params={"phoneNumber": number},
+        )
+        if response.status_code != 200:
+            raise ProfileRefused.from_response(response)
+        return contract.profiles_of(response)
+
     def read(self, profile_id: str) -> dict[str, t.Any] | None:
         """The profile, following merges (301) to the survivor; None when absent."""
         for _ in range(contract.MAX_MOVES + 1):
@@ -163,6 +209,45 @@ class GladlyClient:
             return False
         if contract.uniqueness_clash(response):
             raise conflict_refusal(Conflict.from_response(response))
+        if not response.ok:
+            raise ProfileRefused.from_response(response)
+        return True
+
+    def delete(self, profile_id: str) -> None:
+        """``DELETE`` a profile; one already gone (404) counts as deleted.
+
+        A merged-away id (301) is refused rather than followed: the survivor
+        holds more than the record named, and a delete cannot be undone.
+        """
+        response = self._call("DELETE", contract.profile_path(profile_id), DELETE_ROUTE)
+        if response.status_code == 301:  # checked first: requests counts it "ok"
+            survivor = contract.moved_to(response) or "another profile"
+            msg = (
+                f"the profile was merged into {survivor}, which holds the data "
+                "of both; delete that profile explicitly if that is intended"
+            )
+            raise ProfileRefused("merged", msg, 301)
+        if response.ok or response.status_code == 404:
+            return
+        if contract.is_invalid_state(response):
+            raise ProfileRefused(
+                "open_conversations", OPEN_CONVERSATIONS, 400, permanent=False
+            )
+        raise ProfileRefused.from_response(response)
+
+    def create_item(self, customer_id: str, body: dict[str, t.Any]) -> bool:
+        """Add an item to a customer's timeline; False when its id exists.
+
+        A repeated id is Gladly's answer to a create that already happened
+        (an earlier attempt or run), so the item is there: items never change.
+        """
+        response = self._call(
+            "POST", contract.customer_items_path(customer_id), ITEM_ROUTE, body
+        )
+        if contract.uniqueness_clash(response):
+            return False
+        if response.status_code == 404:
+            raise ProfileRefused("customer_gone", CUSTOMER_GONE, 404, permanent=False)
         if not response.ok:
             raise ProfileRefused.from_response(response)
         return True

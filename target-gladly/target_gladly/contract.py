@@ -1,8 +1,9 @@
 """Gladly API shapes this target assumes (see api-contracts.md, "Gladly").
 
-Paths, hosts, the profile body and the error envelope come from Gladly's
-published OpenAPI file; the clash and 401 bodies, the rate-limit headers on
-every response and the shallow merge of ``customAttributes`` are assumed.
+Paths, hosts, the profile body, the error envelope, conversation items and
+the delete call come from Gladly's published OpenAPI file; the clash and 401
+bodies, the rate-limit headers on every response, the shallow merge of
+``customAttributes`` and the full list of activity types are assumed.
 Each assumption lives here, in one place, and responses are read leniently:
 unknown fields are ignored, ``errors`` may be a list or a single object, and
 no error body is required to parse.
@@ -10,6 +11,7 @@ no error body is required to parse.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import re
 import typing as t
@@ -21,6 +23,7 @@ import requests
 
 ORGANIZATION_PATH = "/api/v1/organization"
 PROFILES_PATH = "/api/v1/customer-profiles"
+CUSTOMERS_PATH = "/api/v1/customers"
 
 #: Profile fields a record can set directly; any other name is a custom attribute.
 STANDARD_FIELDS = frozenset(
@@ -53,6 +56,20 @@ DERIVED_ID_PREFIX = "tg-"
 
 #: The error code of a uniqueness clash (an id, email or MOBILE number in use).
 TAKEN = "taken"
+#: The error code of a delete refused while the customer has open conversations.
+INVALID_STATE = "invalid_state"
+
+#: The ``content.type`` of an item on a customer's timeline written by an API.
+CUSTOMER_ACTIVITY = "CUSTOMER_ACTIVITY"
+#: ``activityType`` values. Gladly's documentation lists EMAIL, ISSUE, SMS and
+#: SURVEY "and more"; this full list is the one the project fixes (assumed,
+#: shared with the emulator), kept here so a real instance that differs is
+#: one edit away.
+ACTIVITY_TYPES = ("CHAT", "EMAIL", "ISSUE", "OTHER", "SMS", "SURVEY", "VOICE")
+TITLE_MAX_CHARS = 100
+BODY_MAX_CHARS = 25_000
+#: Gladly refuses activity that occurred longer ago than this.
+ITEM_MAX_AGE = datetime.timedelta(days=365)
 
 #: How many merges a read follows before giving up (merges chain rarely).
 MAX_MOVES = 5
@@ -123,9 +140,28 @@ def derived_id(key: str) -> str:
     return DERIVED_ID_PREFIX + digest
 
 
+def item_id(stream: str, key: str) -> str:
+    """A conversation item id that only this stream's record key produces.
+
+    Item ids are unique in the whole organization, so the stream name is
+    part of what is hashed: ``id=1`` of two streams are two items. A retry
+    or rerun sends the same id, which Gladly answers with 409 instead of
+    adding the activity twice.
+    """
+    digest = hashlib.blake2b(f"{stream}\n{key}".encode(), digest_size=15).hexdigest()
+    return DERIVED_ID_PREFIX + digest
+
+
 def profile_path(profile_id: str) -> str:
     """A profile's URL path, its id percent-encoded."""
     return f"{PROFILES_PATH}/{urllib.parse.quote(profile_id, safe='')}"
+
+
+def customer_items_path(profile_id: str) -> str:
+    """Where items are added to one customer's timeline."""
+    return (
+        f"{CUSTOMERS_PATH}/{urllib.parse.quote(profile_id, safe='')}/conversation-items"
+    )
 
 
 def _json(response: requests.Response) -> t.Any:
@@ -219,14 +255,33 @@ def moved_to(response: requests.Response) -> str | None:
     return urllib.parse.unquote(tail) or None
 
 
+def is_invalid_state(response: requests.Response) -> bool:
+    """Whether a delete was refused because the customer has open conversations."""
+    return response.status_code == 400 and any(
+        p.code.lower() == INVALID_STATE for p in problems_of(response)
+    )
+
+
 def credential_failure(response: requests.Response) -> str | None:
-    """A stop message for 401/403: every further call would fail the same way."""
+    """A stop message for 401/403: every further call would fail the same way.
+
+    A 403 to a DELETE is the missing Compliance Admin role (deleting
+    profiles needs it besides API User), so every further delete would fail.
+    """
     if response.status_code == 401:
         return (
             "Gladly refused the API credentials (HTTP 401). Check username (the "
             "email address of the Gladly API user) and api_token (an API token "
             "that this user created in Gladly); a deleted or rotated token must "
             "be replaced in the config."
+        )
+    if response.status_code == 403 and _method(response) == "DELETE":
+        return (
+            "Gladly answered 403 Forbidden to a customer profile delete: "
+            "deleting profiles needs the Compliance Admin role besides API "
+            "User. Give the API user in username the Compliance Admin role in "
+            "Gladly, or remove sync_mode delete from the config. The run "
+            "stopped; run it again once the role is given."
         )
     if response.status_code == 403:
         return (
@@ -235,3 +290,9 @@ def credential_failure(response: requests.Response) -> str | None:
             "in Gladly, or set username and api_token to a user who has it."
         )
     return None
+
+
+def _method(response: requests.Response) -> str | None:
+    """The method of the request an answer belongs to (None when unknown)."""
+    request = getattr(response, "request", None)
+    return getattr(request, "method", None)

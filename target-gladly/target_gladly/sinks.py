@@ -26,12 +26,8 @@ from singer_delivery import (
 from singer_delivery.outcomes import Reason
 from singer_delivery.values import date_kinds, parse_iso
 from target_gladly import contract
-from target_gladly.client import (
-    Conflict,
-    GladlyClient,
-    ProfileRefused,
-    conflict_refusal,
-)
+from target_gladly.client import Conflict, GladlyClient, ProfileRefused
+from target_gladly.customers import Contact, Customers, moved_meanwhile
 from target_gladly.mapping import ProfileMapping, first_email, profile_changes
 
 if t.TYPE_CHECKING:
@@ -48,18 +44,12 @@ NOT_FOUND = (
     "no Gladly customer profile has this id (deleted, or never created); use "
     "upsert to match by email"
 )
-MOVED_MEANWHILE = (
-    "the profile was merged or deleted in Gladly while this record was being "
-    "written; it is sent again on the next run"
-)
 
 #: A record whose profile vanished between read and PATCH is tried this often.
 ATTEMPTS = 2
 
 
 Actions = tuple[Action, ...]
-#: Refusals that may not repeat: the profile moved while it was written.
-TRANSIENT_REASONS = frozenset({"moved_meanwhile"})
 
 
 class Written(enum.Enum):
@@ -132,6 +122,7 @@ class CustomerProfileSink(DeliverySink):
         )
         self.dates = date_kinds(self.schema)
         self.client = GladlyClient(self.run.transport, self.stats)
+        self.customers = Customers(self.client)
         self.locks = self.run.resources
         self._write, self._plan = {
             "upsert": (self._upsert, self._plan_upsert),
@@ -191,14 +182,14 @@ class CustomerProfileSink(DeliverySink):
         try:
             action = self._write(item)
         except ProfileRefused as exc:
-            return refusal(item, exc)
+            return exc.outcome(item)
         return Outcome.done(item, *action)
 
     def _plan_one(self, item: Item) -> Outcome:
         try:
             action = self._plan(item)
         except ProfileRefused as exc:
-            return refusal(item, exc)
+            return exc.outcome(item)
         return Outcome.done(item, *action)
 
     # --- upsert -------------------------------------------------------------
@@ -207,50 +198,17 @@ class CustomerProfileSink(DeliverySink):
         """Find by email; PATCH what differs, or create when nobody has it."""
         for _ in range(ATTEMPTS):
             mark = self.locks.mark()
-            profile = self._find(item.key)
+            profile = self.customers.find_or_create(
+                Contact("email", item.key),
+                self._create_body(item),
+                derived=self._is_derived(item),
+            )
             if profile is None:
-                conflict = self.client.create(self._create_body(item))
-                if conflict is None:
-                    return (Action.CREATED,)
-                profile = self._upsert_conflict(item, conflict)
+                return (Action.CREATED,)
             written = self._write_changes(item, profile, mark)
             if written is not Written.GONE:
                 return written.actions
-        raise ProfileRefused("moved_meanwhile", MOVED_MEANWHILE)
-
-    def _upsert_conflict(self, item: Item, conflict: Conflict) -> dict[str, t.Any]:
-        """The profile a create collided with, when upsert may update it.
-
-        Its email was taken in between (another writer was quicker), or our
-        derived id exists (an earlier attempt created it but its answer was
-        lost): both are this record's profile. A mapped id or a mobile
-        number held by a profile without this email is someone else's.
-        """
-        if conflict.attr == "emails":
-            profile = (
-                self.client.read(conflict.holder)
-                if conflict.holder
-                else self._find(item.key)
-            )
-        elif conflict.attr == "id" and self._is_derived(item):
-            profile = self.client.read(contract.derived_id(item.key))
-        else:
-            raise conflict_refusal(conflict)
-        if profile is None:
-            raise ProfileRefused("moved_meanwhile", MOVED_MEANWHILE, 409)
-        return profile
-
-    def _find(self, email: str) -> dict[str, t.Any] | None:
-        """The one profile holding ``email``, or None; several is refused."""
-        found = self.client.find_by_email(email)
-        if len(found) > 1:
-            ids = ", ".join(str(p["id"]) for p in found[:5])
-            msg = (
-                f"{len(found)} Gladly profiles hold this email ({ids}); merge "
-                "them in Gladly so the record has one profile to update"
-            )
-            raise ProfileRefused("ambiguous_email", msg)
-        return found[0] if found else None
+        raise moved_meanwhile()
 
     # --- insert -------------------------------------------------------------
 
@@ -267,7 +225,7 @@ class CustomerProfileSink(DeliverySink):
                 profile is None
                 or self._write_changes(item, profile, mark) is Written.GONE
             ):
-                raise ProfileRefused("moved_meanwhile", MOVED_MEANWHILE, 409)
+                raise moved_meanwhile(409)
         return (Action.CREATED,)
 
     def _created_by_us(self, item: Item, conflict: Conflict, sent_id: str) -> bool:
@@ -292,7 +250,7 @@ class CustomerProfileSink(DeliverySink):
             written = self._write_changes(item, profile, mark)
             if written is not Written.GONE:
                 return written.actions
-        raise ProfileRefused("moved_meanwhile", MOVED_MEANWHILE)
+        raise moved_meanwhile()
 
     # --- shared steps -------------------------------------------------------
 
@@ -331,7 +289,7 @@ class CustomerProfileSink(DeliverySink):
     # --- dry run ------------------------------------------------------------
 
     def _plan_upsert(self, item: Item) -> Actions:
-        profile = self._find(item.key)
+        profile = self.customers.find(Contact("email", item.key))
         if profile is None:
             return (Action.CREATED,)
         return (Action.UPDATED,) if profile_changes(profile, item.payload) else ()
@@ -354,18 +312,6 @@ class CustomerProfileSink(DeliverySink):
         if profile is None:
             raise ProfileRefused("not_found", NOT_FOUND, 404)
         return (Action.UPDATED,) if profile_changes(profile, item.payload) else ()
-
-
-def refusal(item: Item, exc: ProfileRefused) -> Outcome:
-    """The outcome of a refused record; a moved profile is worth a retry."""
-    return Outcome.refused(
-        item,
-        exc.reason,
-        exc.message,
-        http_status=exc.http_status,
-        fields=exc.fields,
-        permanent=exc.reason not in TRANSIENT_REASONS,
-    )
 
 
 def already_exists(conflict: Conflict) -> ProfileRefused:

@@ -1,4 +1,4 @@
-"""target-gladly: the Singer target class and its settings."""
+"""target-gladly: the Singer target class and how it routes streams."""
 
 from __future__ import annotations
 
@@ -9,32 +9,27 @@ from singer_sdk import typing as th
 from typing_extensions import override
 
 from singer_delivery import (
+    DeliverySink,
     DeliveryTarget,
     RateLimiter,
     RetryPolicy,
     Transport,
-    delivery_settings,
 )
-from singer_delivery.ratelimit import AUTO, SCOPES
 from singer_delivery.settings import check_base_url
 from target_gladly import contract
+from target_gladly.activity import ActivitySink
 from target_gladly.client import GladlyClient
-from target_gladly.mapping import check_field_mapping, check_phone_region
+from target_gladly.deletes import ProfileDeleteSink
+from target_gladly.settings import (
+    CUSTOMER_ACTIVITY,
+    check_modes,
+    check_routes,
+    properties,
+)
 from target_gladly.sinks import CustomerProfileSink, ProfileLocks
 
 if t.TYPE_CHECKING:
     from singer_delivery.budget import CallBudget
-
-SYNC_MODES = ("upsert", "insert", "update")
-AUDIENCE_MODES = ("add", "remove", "mirror")
-NO_AUDIENCES = (
-    "Gladly has no list or audience API, so there is nothing to add customers "
-    "to, remove them from or mirror; use sync_mode upsert, insert or update"
-)
-
-DEFAULT_RATE = 10
-#: One profile per request: batches only group records for change detection.
-MAX_BATCH_ROWS = 1000
 
 #: Connections: pacing, not the pool, must be what makes a request wait, or
 #: a request would take its pacing slot and then go out late in a burst.
@@ -42,109 +37,10 @@ MAX_CONNECTIONS = 64
 
 
 class TargetGladly(DeliveryTarget[ProfileLocks]):
-    """Keeps Gladly customer profiles in sync with a warehouse table."""
+    """Keeps Gladly customer profiles and timelines in step with warehouse tables."""
 
     name = "target-gladly"
-    default_sink_class = CustomerProfileSink
-    config_jsonschema = th.PropertiesList(
-        th.Property(
-            "domain",
-            th.StringType(min_length=1),
-            required=True,
-            description=(
-                "The organization's Gladly subdomain, e.g. mycompany for "
-                "https://mycompany.gladly.com; a full Gladly host such as "
-                "mycompany.gladly.qa (sandbox) or mycompany.us-1.gladly.com is "
-                "also accepted. No scheme, path or port."
-            ),
-        ),
-        th.Property(
-            "base_url",
-            th.StringType,
-            description=(
-                "Override of the API base URL (tests, emulators, proxies); plain "
-                "http only for 127.0.0.1 or localhost. Default: https://{domain host}."
-            ),
-        ),
-        th.Property(
-            "username",
-            th.StringType(min_length=1),
-            required=True,
-            description="Email address of the Gladly API user.",
-        ),
-        th.Property(
-            "api_token",
-            th.StringType(min_length=1),
-            required=True,
-            secret=True,
-            description="API token of that user (HTTP Basic password).",
-        ),
-        th.Property(
-            "sync_mode",
-            th.StringType,
-            default="upsert",
-            allowed_values=list(SYNC_MODES),
-            description=(
-                "upsert: match by email, update what differs or create; insert: "
-                "only create, existing profiles are rejected; update: only update "
-                "profiles by their Gladly id (mapped to id), missing ones are "
-                "rejected."
-            ),
-        ),
-        th.Property(
-            "field_mapping",
-            th.ObjectType(additional_properties=th.StringType),
-            description=(
-                "{record field: profile field}. name, email, phone, address, "
-                "externalCustomerId, image and id are profile fields; any other "
-                "name is a custom attribute. When absent, record fields go under "
-                "their own names by the same rule (_sdc_* fields are skipped)."
-            ),
-        ),
-        th.Property(
-            "phone_type",
-            th.StringType,
-            allowed_values=list(contract.PHONE_TYPES),
-            description=(
-                "Type given to phone numbers: MOBILE, HOME or OFFICE; unset sends "
-                "no type. A MOBILE number must be unique in Gladly: a record "
-                "whose mobile number another profile holds is rejected."
-            ),
-        ),
-        th.Property(
-            "default_phone_region",
-            th.StringType,
-            description=(
-                "Country of phone numbers written without a leading + and "
-                "country code, as an ISO 3166 alpha-2 code such as DK. Numbers "
-                "are sent in E.164; unset, a number without a country code is "
-                "rejected (Gladly would read it as a US number)."
-            ),
-        ),
-        th.Property(
-            "max_requests_per_second",
-            th.NumberType(exclusive_minimum=0),
-            default=DEFAULT_RATE,
-            description=(
-                "Requests per second for each HTTP method (GET, POST, PATCH "
-                "separately), shared by all threads and streams. Gladly allows "
-                "10 per method for the whole organization."
-            ),
-        ),
-        th.Property(
-            "rate_limit_scope",
-            th.StringType,
-            default=AUTO,
-            allowed_values=list(SCOPES),
-            description=(
-                "Whose requests one rate budget counts: per_method (GET, POST "
-                "and PATCH each get max_requests_per_second), shared (all "
-                "methods together get it), or auto (per method until Gladly's "
-                "rate-limit headers show one budget for all methods, then shared)."
-            ),
-        ),
-        *delivery_settings(max_batch_rows=MAX_BATCH_ROWS, default_max_retries=3),
-    ).to_dict()
+    config_jsonschema = th.PropertiesList(*properties()).to_dict()
 
     # --- settings -----------------------------------------------------------
 
@@ -179,7 +75,8 @@ class TargetGladly(DeliveryTarget[ProfileLocks]):
 
     @override
     def check_settings(self) -> list[str]:
-        """Domain, base URL, modes and mapping, on top of the shared checks."""
+        """Domain, base URL, modes and each stream's route, on top of the shared
+        checks (``allow_deletes`` among them)."""
         errors = super().check_settings()
         config = self.config
         try:
@@ -193,11 +90,17 @@ class TargetGladly(DeliveryTarget[ProfileLocks]):
             )
         ):
             errors.append(problem)
-        errors += check_modes(config)
-        if mapping := config.get("field_mapping"):
-            errors += check_field_mapping(mapping)
-        errors += check_phone_region(config.get("default_phone_region"))
-        return errors
+        return errors + check_modes(config) + check_routes(config)
+
+    @override
+    def get_sink_class(self, stream_name: str) -> type[DeliverySink]:
+        """Route the stream: customer activity, profile deletes, or profiles."""
+        chosen = self.delivery_run.settings_for(stream_name)
+        if chosen["object_type"] == CUSTOMER_ACTIVITY:
+            return ActivitySink
+        if chosen["sync_mode"] == "delete":
+            return ProfileDeleteSink
+        return CustomerProfileSink
 
     # --- API ----------------------------------------------------------------
 
@@ -230,22 +133,6 @@ class TargetGladly(DeliveryTarget[ProfileLocks]):
                 self.rate,
             )
         return ProfileLocks()
-
-
-def check_modes(config: t.Mapping[str, t.Any]) -> list[str]:
-    """``sync_mode`` must be a profile mode; audience settings have no meaning."""
-    errors = []
-    mode = config.get("sync_mode", "upsert")
-    if mode in AUDIENCE_MODES:
-        errors.append(f"sync_mode {mode!r} is not available: {NO_AUDIENCES}")
-    elif mode not in SYNC_MODES:
-        errors.append(
-            f"sync_mode {mode!r} is not one of {', '.join(SYNC_MODES)}; "
-            "upsert is the default"
-        )
-    if "audience_mode" in config:
-        errors.append(f"audience_mode is not available: {NO_AUDIENCES}")
-    return errors
 
 
 if __name__ == "__main__":
