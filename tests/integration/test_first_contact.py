@@ -121,7 +121,9 @@ def test_a_dry_run_says_whether_it_fits_the_budget(
     result = run_ok("target-agillic", config, messages(rows), tmp_path)
     report = json.loads((tmp_path / "report.json").read_text())
     estimate = report["calls"]
-    assert estimate["estimated_for_a_real_run"] == 9  # three batches, each a POST and two polls
+    assert (
+        estimate["estimated_for_a_real_run"] == 9
+    )  # three batches, each a POST and two polls
     assert estimate["fits"] is False
     assert "would need about" in result.stderr
 
