@@ -21,9 +21,11 @@ needs besides these files.
 from __future__ import annotations
 
 import json
+import tomllib
 import subprocess
 import sys
 import typing as t
+from fnmatch import fnmatch
 from pathlib import Path
 
 import yaml
@@ -32,32 +34,32 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The Hub repository's layout: _data/meltano/loaders/<name>/<variant>.yml
 HUB_LOADERS = ROOT / "hub" / "_data" / "meltano" / "loaders"
 MELTANO_YML = ROOT / "meltano.yml"
+README = ROOT / "README.md"
 BEGIN = "    # BEGIN generated from {target} --about (python hub/generate.py)\n"
 END = "    # END generated from {target} --about\n"
 
 VARIANT = "reverse-etl-oss"
 REPO = "https://github.com/reverse-etl-oss/singer-reverse-etl"
 
-#: What ``--about`` cannot say: how the Hub presents each target.
-HUB_METADATA: dict[str, dict[str, t.Any]] = {
-    "target-agillic": {
-        "label": "Agillic",
-        "description": (
-            "Agillic marketing automation: recipients, one-to-many tables and "
-            "static target groups (reverse ETL)"
-        ),
-        "domain_url": "https://www.agillic.com/",
-        "logo_url": "/assets/logos/loaders/agillic.png",
-    },
-    "target-gladly": {
-        "label": "Gladly",
-        "description": (
-            "Gladly customer service platform: customer profiles (reverse ETL)"
-        ),
-        "domain_url": "https://www.gladly.com/",
-        "logo_url": "/assets/logos/loaders/gladly.png",
-    },
-}
+#: The table each target keeps in its pyproject.toml for what ``--about``
+#: cannot say: how the Hub presents it (label, description, domain_url,
+#: logo_url). A workspace member with this table is a target to generate.
+HUB_TABLE = "meltano-hub"
+
+
+def targets() -> dict[str, dict[str, t.Any]]:
+    """{target name: its Hub metadata}, for every workspace member with one."""
+    workspace = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = workspace["tool"]["uv"]["workspace"]["members"]
+    found: dict[str, dict[str, t.Any]] = {}
+    for path in sorted(ROOT.glob("*/pyproject.toml")):
+        if not any(fnmatch(path.parent.name, pattern) for pattern in patterns):
+            continue
+        project = tomllib.loads(path.read_text())
+        if metadata := project.get("tool", {}).get(HUB_TABLE):
+            found[project["project"]["name"]] = metadata
+    return found
+
 
 #: Words the Hub writes in capitals in generated labels (hub-utils' _get_label).
 LABEL_WORDS = {"Api": "API", "Id": "ID", "Url": "URL", "Ssl": "SSL", "Oauth": "OAuth"}
@@ -185,7 +187,7 @@ def settings_of(info: dict[str, t.Any]) -> list[tuple[str, dict[str, t.Any]]]:
 def hub_definition(target: str, info: dict[str, t.Any]) -> dict[str, t.Any]:
     """The whole Hub file for one target, keys sorted (the Hub's yamllint)."""
     definition: dict[str, t.Any] = {
-        **HUB_METADATA[target],
+        **targets()[target],
         "capabilities": sorted(info["capabilities"]),
         "docs": f"{REPO}#{target}",
         "executable": target,
@@ -265,15 +267,50 @@ def update_meltano_yml(text: str, target: str, info: dict[str, t.Any]) -> str:
     return text[:start] + block + text[stop:]
 
 
+SETTINGS_BEGIN = "<!-- settings: {target} -->\n"
+SETTINGS_END = "<!-- /settings -->"
+
+
+def readme_table(info: dict[str, t.Any]) -> str:
+    """The README's settings table: name, default, meaning, secrets marked."""
+    required = set(info["settings"].get("required", []))
+    rows = ["| setting | default | meaning |", "|---|---|---|"]
+    for name, prop in info["settings"]["properties"].items():
+        default = prop.get("default")
+        shown = (
+            "required"
+            if name in required
+            else ""
+            if default is None
+            else f"`{json.dumps(default).strip(chr(34))}`"
+        )
+        meaning = " ".join(str(prop.get("description", "")).split()).replace("|", "\\|")
+        if prop.get("secret") or prop.get("writeOnly"):
+            meaning += " **Secret.**"
+        rows.append(f"| `{name}` | {shown} | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+def update_readme(text: str, target: str, info: dict[str, t.Any]) -> str:
+    """The README with one target's settings table replaced."""
+    begin = SETTINGS_BEGIN.format(target=target)
+    start = text.index(begin) + len(begin)
+    stop = text.index(SETTINGS_END, start)
+    return text[:start] + readme_table(info) + text[stop:]
+
+
 def main() -> None:
     meltano_yml = MELTANO_YML.read_text()
-    for target in HUB_METADATA:
+    readme = README.read_text()
+    for target in targets():
         info = about(target)
         path = hub_path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dump(hub_definition(target, info)))
         meltano_yml = update_meltano_yml(meltano_yml, target, info)
+        readme = update_readme(readme, target, info)
     MELTANO_YML.write_text(meltano_yml)
+    README.write_text(readme)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,14 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from hub.generate import targets
 from tests.cli import BIN
 
 ROOT = Path(__file__).resolve().parents[1]
 HUB_LOADERS = ROOT / "hub" / "_data" / "meltano" / "loaders"
 HUB_SCHEMAS = ROOT / "tests" / "fixtures" / "hub" / "schemas"
 VARIANT = "reverse-etl-oss"
-TARGETS = ("target-agillic", "target-gladly")
+TARGETS = tuple(targets())
 REGENERATE = "out of date: run `python hub/generate.py`"
 
 #: Keys a Hub plugin page shows, beyond the few the schema requires.

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from hub.generate import targets
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 BIN = Path(sys.executable).parent
@@ -34,7 +36,7 @@ def table_rows(target: str) -> dict[str, tuple[str, str]]:
     return rows
 
 
-@pytest.mark.parametrize("target", ["target-agillic", "target-gladly"])
+@pytest.mark.parametrize("target", list(targets()))
 def test_settings_table_lists_every_setting_and_marks_secrets(target: str) -> None:
     settings = about(target)["settings"]
     rows = table_rows(target)
