@@ -12,11 +12,14 @@ import collections
 import contextlib
 import decimal
 import sys
+import threading
 import typing as t
 
 import msgspec
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 from typing_extensions import override
+
+from singer_delivery.errors import Interrupted
 
 #: ``(line number, why)`` for a line that is not a Singer message.
 UnreadableHandler = t.Callable[[int, str], None]
@@ -30,7 +33,7 @@ class DeliveryReader(GenericSingerReader[str]):
     def __init__(self) -> None:
         super().__init__()
         self.on_unreadable: UnreadableHandler = _refuse
-        self.waiting: t.Callable[[], t.ContextManager[None]] = contextlib.nullcontext
+        self.gate = Gate()
         self.line_number = 0
 
     @property
@@ -58,9 +61,12 @@ class DeliveryReader(GenericSingerReader[str]):
         """
         counts: collections.Counter[str] = collections.Counter()
         lines = iter(file_input or self.default_input)
+        gate = self.gate
         while True:
-            with self.waiting():
-                line = next(lines, None)
+            gate.check()
+            gate.waiting = True
+            line = next(lines, None)
+            gate.waiting = False
             if line is None:
                 return counts
             self.line_number += 1
@@ -78,6 +84,38 @@ class DeliveryReader(GenericSingerReader[str]):
                 continue
             callback(message)
             counts[kind] += 1
+
+
+class Gate:
+    """Where a signal may interrupt the reading thread, and whether one came.
+
+    Plain attributes rather than a context manager: the reader passes
+    through here once per line. A signal handler sets ``signal``, and raises
+    ``Interrupted`` itself only while ``waiting`` (blocked on input or on a
+    batch); otherwise the reader raises it at the next ``check``.
+    """
+
+    def __init__(self) -> None:
+        self.waiting = False
+        self.signal: int | None = None
+
+    def check(self) -> None:
+        """Raise ``Interrupted`` if a signal came meanwhile."""
+        if self.signal is not None:
+            raise Interrupted(self.signal)
+
+    @contextlib.contextmanager
+    def wait(self) -> t.Iterator[None]:
+        """A wait a signal may interrupt (reading thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        self.check()
+        self.waiting = True
+        try:
+            yield
+        finally:
+            self.waiting = False
 
 
 def _reason(exc: msgspec.DecodeError) -> str:

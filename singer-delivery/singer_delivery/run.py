@@ -141,10 +141,11 @@ class DeliveryRun(t.Generic[R]):
 
     def note_state(self) -> None:
         """A STATE was read: every stream's tap vouches for what came before."""
+        position = self.checkpoints.records_read
         with self._lock:
             snapshots = list(self._snapshots.values())
         for snapshot in snapshots:
-            snapshot.state()
+            snapshot.state(position)
 
     # --- delivery threads -----------------------------------------------------
 

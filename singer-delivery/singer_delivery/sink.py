@@ -88,6 +88,9 @@ class DeliverySink(BatchSink, abc.ABC):
         self._inflight_lock = threading.Lock()
         self._deferred: list[Item] = []
         self._deferred_claim: int | None = None
+        self._batch_size = self.batch_size
+        self._max_payload = self.max_payload_bytes
+        self._include_record = self.run.rejects.include_record
         self._held: list[Item] = []
         self._held_claims: list[int] = []
         self.held_count = 0
@@ -230,7 +233,7 @@ class DeliverySink(BatchSink, abc.ABC):
     def accept(self, record: dict[str, t.Any], seq: int) -> None:
         """Map one record into the pending batch, or reject it with a reason."""
         self.stats.received += 1
-        self.snapshot.record()
+        self.snapshot.last_record = seq
         if self._validator is not None:
             try:
                 self._validator(record)
@@ -258,7 +261,7 @@ class DeliverySink(BatchSink, abc.ABC):
             self.run.recorder.unmapped(self, self._with_record(reject, record))
             return
         encoded = canonical_json(payload)
-        if (limit := self.max_payload_bytes) is not None and len(encoded) > limit:
+        if (limit := self._max_payload) is not None and len(encoded) > limit:
             message = (
                 f"the mapped record is {len(encoded):,} bytes, more than the "
                 f"{limit:,} bytes one request may carry"
@@ -274,14 +277,15 @@ class DeliverySink(BatchSink, abc.ABC):
             fingerprint_of(encoded),
             key_hash(key),
             seq,
-            record if self.run.rejects.include_record else None,
+            record if self._include_record else None,
         )
-        if not self._pending:
+        pending = self._pending
+        if not pending:
             self._pending_claim = self.run.checkpoints.claim(seq)
-        elif item.key_hash in self._pending:
+        elif item.key_hash in pending:
             self.stats.add(duplicates=1)
-        self._pending[item.key_hash] = item
-        if len(self._pending) >= self.batch_size:
+        pending[item.key_hash] = item
+        if len(pending) >= self._batch_size:
             self.submit_pending()
 
     @property
@@ -570,4 +574,4 @@ class DeliverySink(BatchSink, abc.ABC):
     @override
     def activate_version(self, new_version: int) -> None:
         """The stream's snapshot boundaries (see ``Snapshot``)."""
-        self.snapshot.activate_version(new_version)
+        self.snapshot.activate_version(new_version, self.run.checkpoints.records_read)

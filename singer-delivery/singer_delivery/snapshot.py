@@ -64,35 +64,37 @@ class Snapshot:
     """What one stream's input says about its full-table snapshot.
 
     Shared by every sink of the stream (a schema change replaces the sink,
-    not the snapshot).
+    not the snapshot). Evidence is kept as input positions, so the record
+    path only writes ``last_record``.
     """
 
     def __init__(self) -> None:
         self.seen = SeenSet()
+        self.last_record = -1
+        self.last_state = -1
         self._versions: list[int] = []
-        self._records_since_activation = 0
+        self._opened_at = -1
         self.closed = False
-        self.state_after_last_record = False
 
-    def record(self) -> None:
-        """A record of the stream was read."""
-        self._records_since_activation += 1
-        self.state_after_last_record = False
+    def state(self, position: int) -> None:
+        """A STATE was read at ``position``: the tap vouches for what came before."""
+        self.last_state = position
 
-    def state(self) -> None:
-        """A STATE was read: the tap vouches for what it sent before it."""
-        self.state_after_last_record = True
+    @property
+    def state_after_last_record(self) -> bool:
+        """A STATE came after the stream's last record."""
+        return self.last_state > self.last_record
 
-    def activate_version(self, version: int) -> None:
-        """Note a full-table snapshot boundary.
+    def activate_version(self, version: int, position: int) -> None:
+        """Note a full-table snapshot boundary at input ``position``.
 
         Taps send ACTIVATE_VERSION before a full-table sync and again after
         it. The closing one follows records of the stream, or repeats the
         version it opened with (an empty table).
         """
-        closing = self._records_since_activation > 0 or version in self._versions
+        closing = self.last_record > self._opened_at or version in self._versions
         self._versions.append(version)
-        self._records_since_activation = 0
+        self._opened_at = position
         if closing:
             self.closed = True
 

@@ -97,13 +97,12 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
         config = self.read_config(config or {}, parse_env=parse_env_config)
         self._run: DeliveryRun[R] | None = None
         self._resources = contextlib.ExitStack()
-        self._signal: int | None = None
-        self._interruptible = False
         self._last_checkpoint = -float("inf")
         self._exit_code: int | None = None
         self._progress: ProgressLogger | None = None
         self._stdout_lock = threading.Lock()
-        self._fast_streams: dict[str, bool] = {}
+        #: The sink of each stream that needs no stream map (None: it does).
+        self._direct: dict[str, DeliverySink | None] = {}
         super().__init__(
             config=config,
             parse_env_config=False,
@@ -111,9 +110,8 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
             setup_mapper=setup_mapper,
             message_reader=message_reader,
         )
-        reader = t.cast(DeliveryReader, self.message_reader)
-        reader.on_unreadable = self._unreadable_line
-        reader.waiting = self._waiting
+        self.reader.on_unreadable = self._unreadable_line
+        self.gate = self.reader.gate
 
     # --- hooks for destinations -------------------------------------------
 
@@ -278,7 +276,7 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
             batch_pool=WorkerPool(threads, "deliver"),
             request_pool=WorkerPool(self.request_concurrency, "request"),
             batch_slots=2 * threads,
-            waiting=self._waiting,
+            waiting=self.gate.wait,
         )
         if not dry_run:
             ledger.start_run(self._run.start_row())
@@ -359,7 +357,7 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
         error: BaseException | None = None
         interrupted = False
         try:
-            with self._waiting():
+            with self.gate.wait():
                 self.start()
             self.listen(file_input)
         except Interrupted:
@@ -384,8 +382,8 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
             )
             return
         seq = run.checkpoints.next_seq()
-        if self._fast_path(stream):
-            t.cast(DeliverySink, self.get_sink(stream)).accept(record, seq)
+        if (sink := self._direct_sink(stream)) is not None:
+            sink.accept(record, seq)
             return
         for stream_map in self.mapper.stream_maps[stream]:
             transformed = stream_map.transform(copy.copy(record))
@@ -394,8 +392,11 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
             sink = self.get_sink(stream_map.stream_alias, record=transformed)
             t.cast(DeliverySink, sink).accept(transformed, seq)
 
-    def _fast_path(self, stream: str) -> bool:
-        """No stream map and no flattening: the record goes to its sink as is."""
+    def _direct_sink(self, stream: str) -> DeliverySink | None:
+        """The stream's sink when records go to it as they are (no stream map,
+        no flattening): the common case skips singer-sdk's mapper."""
+        if stream in self._direct:
+            return self._direct[stream]
         if stream not in self.mapper.stream_maps:
             msg = (
                 f"a RECORD of stream {stream!r} came before its SCHEMA (input line "
@@ -403,22 +404,21 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
                 "spec, so the rest of the input cannot be trusted"
             )
             raise RecordsWithoutSchemaException(msg)
-        fast = self._fast_streams.get(stream)
-        if fast is None:
-            maps = self.mapper.stream_maps[stream]
-            fast = (
-                len(maps) == 1
-                and type(maps[0]) is SameRecordTransform
-                and not maps[0].flattening_enabled
-                and maps[0].stream_alias == stream
-            )
-            self._fast_streams[stream] = fast
-        return fast
+        maps = self.mapper.stream_maps[stream]
+        plain = (
+            len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and not maps[0].flattening_enabled
+            and maps[0].stream_alias == stream
+        )
+        sink = self.get_sink(stream) if plain else None
+        self._direct[stream] = t.cast(DeliverySink, sink) if plain else None
+        return self._direct[stream]
 
     @override
     def _process_schema_message(self, message_dict: dict[str, t.Any]) -> None:
         """singer-sdk registers the stream maps and makes the sink."""
-        self._fast_streams.pop(str(message_dict.get("stream")), None)
+        self._direct.clear()
         super()._process_schema_message(message_dict)
 
     @override
@@ -444,7 +444,7 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
             return
         for stream_map in self.mapper.stream_maps.get(message_dict.get("stream"), []):
             run.snapshot_for(stream_map.stream_alias).activate_version(
-                int(message_dict["version"])
+                int(message_dict["version"]), run.checkpoints.records_read
             )
 
     @override
@@ -597,7 +597,7 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
         self, error: BaseException | None, interrupted: bool, problems: list[str]
     ) -> int:
         if interrupted:
-            signum = self._signal or signal.SIGTERM
+            signum = self.gate.signal or signal.SIGTERM
             self.logger.error(
                 "Stopped by %s: delivered work is committed and its STATE "
                 "written; nothing was removed. Run again to go on.",
@@ -631,34 +631,20 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """Stop reading; never drain here (the interrupted frame may hold what a
         drain needs). Deliveries in flight get ``shutdown_grace`` to settle."""
-        if self._signal is None:
-            self._signal = signum
+        if self.gate.signal is None:
+            self.gate.signal = signum
             self.logger.info(
                 "Received %s: stopping; batches in flight get up to %.0f s to "
                 "settle, nothing more is read and nothing is removed",
                 signal.Signals(signum).name,
                 self.shutdown_grace,
             )
-        if self._interruptible:
-            self._interruptible = False
+        if self.gate.waiting:
+            self.gate.waiting = False
             raise Interrupted(signum)
 
-    @contextlib.contextmanager
-    def _waiting(self) -> t.Iterator[None]:
-        """A wait the reading thread may leave for a signal (input, a batch)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        if self._signal is not None:
-            raise Interrupted(self._signal)
-        self._interruptible = True
-        try:
-            yield
-        finally:
-            self._interruptible = False
-
     def _sleep_interruptibly(self, seconds: float) -> None:
-        with self._waiting():
+        with self.gate.wait():
             time.sleep(seconds)
 
 

@@ -111,7 +111,7 @@ class AgillicClient:
         response = self._call(
             "GET", contract.LIST_PATH, "GET /recipients?filter=", params=params
         )
-        if response.status_code in (400, 404, 405, 501):
+        if response.status_code in (400, 404, 405):
             return None
         self.raise_for_status(response, "listing recipients")
         return contract.listed_recipients(response)

@@ -153,7 +153,9 @@ def parse_task(response: requests.Response) -> TaskStatus:
         created=_as_int(result.get("created")),
         updated=_as_int(result.get("updated")),
         errors=errors,
-        verified=isinstance(entries, list),
+        # an error that does not say which entry it is about leaves every
+        # entry of the batch in doubt
+        verified=isinstance(entries, list) and len(errors) == len(entries),
         shape=describe_result(raw),
     )
 

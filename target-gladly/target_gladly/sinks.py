@@ -323,4 +323,4 @@ def already_exists(conflict: Conflict) -> ProfileRefused:
         f"already exists in Gladly: {field} belongs to a customer profile"
         f"{holder}; insert never changes existing profiles, use upsert to update"
     )
-    return ProfileRefused("already_exists", message, 409)
+    return ProfileRefused("already_exists", message, conflict.status)
