@@ -383,6 +383,14 @@ class Transport:
             observer.on_request(route, status)
 
 
+def json_body(response: requests.Response) -> t.Any:
+    """The answer's JSON, or None when it has none (APIs answer HTML too)."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
 def _root_cause(exc: BaseException) -> str:
     """The innermost exception's message, without URLs or object reprs."""
     while exc.__cause__ is not None or exc.__context__ is not None:

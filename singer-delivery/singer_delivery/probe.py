@@ -491,3 +491,23 @@ def fail(program: str, message: str) -> int:
     """One line on stderr, and the exit status of a probe that could not run."""
     print(f"{program}: {' '.join(message.split())}", file=sys.stderr)
     return EXIT_UNREACHABLE
+
+
+def check_envelope(
+    prober: Prober,
+    shape: Shape,
+    errors: list[Answer],
+    fits: t.Callable[[Answer], bool],
+    describe: t.Callable[[Answer], str],
+) -> None:
+    """Every 4xx answer seen against the API's error envelope (``fits``)."""
+    if not errors:
+        prober.skip(shape, "no endpoint answered with a 4xx")
+        return
+    odd = [a for a in errors if not fits(a)]
+    if odd:
+        seen = "; ".join(f"{a.label} with {body_shape(a)}" for a in odd)
+        prober.differ(shape, seen, *errors)
+        return
+    codes = "; ".join(sorted({describe(a) for a in errors}))
+    prober.confirm(shape, f"{len(errors)} error answer(s), all fit: {codes}", *errors)

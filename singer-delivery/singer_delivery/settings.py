@@ -243,6 +243,35 @@ def check_delete_guard(config: t.Mapping[str, t.Any]) -> list[str]:
     ]
 
 
+def target_settings(
+    own: t.Sequence[th.Property],
+    *,
+    stream_keys: t.Sequence[str],
+    streams_help: str,
+    max_batch_rows: int,
+    default_max_retries: int = 5,
+    call_budget: bool = False,
+) -> list[th.Property]:
+    """A target's whole settings: its own, the guarded deletes, per-stream
+    overrides of ``stream_keys``, and the shared delivery settings."""
+    return [
+        *own,
+        *delete_settings(),
+        stream_overrides(
+            own,
+            stream_keys,
+            "Per-stream overrides: {stream name: {"
+            + ", ".join(stream_keys)
+            + f"}}}}. {streams_help} Streams not listed use the top level.",
+        ),
+        *delivery_settings(
+            max_batch_rows=max_batch_rows,
+            default_max_retries=default_max_retries,
+            call_budget=call_budget,
+        ),
+    ]
+
+
 def stream_overrides(
     properties: t.Sequence[th.Property], names: t.Sequence[str], description: str
 ) -> th.Property:

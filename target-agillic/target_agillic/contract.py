@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import requests
 
+from singer_delivery.http import json_body
+
 TOKEN_PATH = "/oauth2/token"
 RECIPIENTS_PATH = "/recipients"
 UPSERT_PATH = "/recipients/v2/:upsert"
@@ -47,16 +49,9 @@ def recipient_path(recipient_id: str) -> str:
     return f"{RECIPIENTS_PATH}/{urllib.parse.quote(recipient_id, safe='')}"
 
 
-def _json(response: requests.Response) -> t.Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
 def error_of(response: requests.Response) -> tuple[str, str]:
     """(code, message) from an error body, with fallbacks for any body."""
-    body = _json(response)
+    body = json_body(response)
     if isinstance(body, dict):
         code = body.get("code") or body.get("error") or f"HTTP_{response.status_code}"
         message = body.get("message") or body.get("error_description") or str(code)
@@ -112,7 +107,7 @@ class TaskStatus:
 
 def task_id_of(response: requests.Response) -> str | None:
     """The task id of a 202 answer, or None when the body lacks it."""
-    body = _json(response)
+    body = json_body(response)
     if isinstance(body, dict) and body.get("taskId") is not None:
         return str(body["taskId"])
     return None
@@ -131,7 +126,7 @@ def _as_int(value: t.Any) -> int:
 
 def parse_task(response: requests.Response) -> TaskStatus:
     """Read a task status body, tolerating missing and unexpected parts."""
-    body = _json(response)
+    body = json_body(response)
     if not isinstance(body, dict):
         return TaskStatus(status="unknown", verified=False, shape="not a JSON object")
     details = _dict(body.get("details"))
@@ -182,13 +177,13 @@ def _rsql_quote(value: str) -> str:
 
 def person_data_of(response: requests.Response) -> dict[str, t.Any] | None:
     """The Person Data of a single-recipient answer."""
-    data = _dict(_json(response)).get("personData")
+    data = _dict(json_body(response)).get("personData")
     return data if isinstance(data, dict) else None
 
 
 def listed_recipients(response: requests.Response) -> list[dict[str, t.Any]]:
     """Person Data from a list answer: ``[{"personData": {...}}, ...]``."""
-    body = _json(response)
+    body = json_body(response)
     entries = body if isinstance(body, list) else _dict(body).get("recipients") or []
     return [
         entry["personData"]
@@ -199,7 +194,7 @@ def listed_recipients(response: requests.Response) -> list[dict[str, t.Any]]:
 
 def persondata_fields(response: requests.Response) -> list[str]:
     """Field names from the Person Data discovery answer."""
-    body = _json(response)
+    body = json_body(response)
     if not isinstance(body, list):
         return []
     return [str(f["name"]) for f in body if isinstance(f, dict) and "name" in f]
@@ -215,7 +210,7 @@ class TargetGroup:
 
 def target_groups(response: requests.Response) -> list[TargetGroup]:
     """Groups from ``GET /discovery/targetgroups``."""
-    body = _json(response)
+    body = json_body(response)
     if not isinstance(body, list):
         return []
     return [
@@ -227,7 +222,7 @@ def target_groups(response: requests.Response) -> list[TargetGroup]:
 
 def group_errors(response: requests.Response) -> dict[str, tuple[str, str]]:
     """Per-recipient errors of a group change: {recipient ID: (code, message)}."""
-    body = _dict(_json(response))
+    body = _dict(json_body(response))
     errors: dict[str, tuple[str, str]] = {}
     for error in body.get("errors") or []:
         if isinstance(error, dict) and error.get("recipientId") is not None:
@@ -250,7 +245,7 @@ class OneToManyTable:
 
 def one_to_many_table(name: str, response: requests.Response) -> OneToManyTable:
     """Read ``GET /discovery/onetomany/{TABLE}``."""
-    body = _dict(_json(response))
+    body = _dict(json_body(response))
     fields = [
         f for f in body.get("fields") or [] if isinstance(f, dict) and "name" in f
     ]

@@ -27,6 +27,7 @@ import time
 import typing as t
 import uuid
 
+from singer_delivery import probe as shared
 from singer_delivery.http import ApiError
 from singer_delivery.probe import (
     CONFIRMED,
@@ -437,17 +438,7 @@ def check_envelope(prober: Prober) -> None:
         for a in prober.answers
         if 400 <= a.status < 500 and a not in prober.unknown_routes
     ]
-    if not errors:
-        prober.skip(ENVELOPE, "no endpoint answered with a 4xx")
-        return
-    odd = [a for a in errors if not fits_envelope(a)]
-    if odd:
-        seen = "; ".join(f"{a.label} with {body_shape(a)}" for a in odd)
-        prober.differ(ENVELOPE, seen, *errors)
-        return
-    codes = "; ".join(sorted({describe(a) for a in errors}))
-    seen = f"{len(errors)} error answer(s), all fit: {codes}"
-    prober.confirm(ENVELOPE, seen, *errors)
+    shared.check_envelope(prober, ENVELOPE, errors, fits_envelope, describe)
 
 
 def fits_envelope(answer: Answer) -> bool:

@@ -12,10 +12,8 @@ import typing as t
 from singer_sdk import typing as th
 
 from singer_delivery.settings import (
-    delete_settings,
-    delivery_settings,
     for_stream,
-    stream_overrides,
+    target_settings,
 )
 from target_agillic.auth import AUTH_METHODS, OAUTH2
 from target_agillic.mapping import DATE_FORMAT, TIMESTAMP_FORMAT, to_strftime
@@ -218,19 +216,13 @@ def _properties() -> list[th.Property]:
 
 def properties() -> list[th.Property]:
     """Every target-agillic setting, in the order ``--about`` lists them."""
-    own = _properties()
-    return [
-        *own,
-        *delete_settings(),
-        stream_overrides(
-            own,
-            STREAM_KEYS,
-            "Per-stream overrides: {stream name: {"
-            + ", ".join(STREAM_KEYS)
-            + "}}. Streams not listed use the top level.",
-        ),
-        *delivery_settings(max_batch_rows=MAX_BATCH_ROWS, call_budget=True),
-    ]
+    return target_settings(
+        _properties(),
+        stream_keys=STREAM_KEYS,
+        streams_help="One run can carry recipients, rows, events and audiences.",
+        max_batch_rows=MAX_BATCH_ROWS,
+        call_budget=True,
+    )
 
 
 def check(config: t.Mapping[str, t.Any]) -> list[str]:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import phonenumbers
 import requests
 
+from singer_delivery.http import json_body
+
 ORGANIZATION_PATH = "/api/v1/organization"
 PROFILES_PATH = "/api/v1/customer-profiles"
 CUSTOMERS_PATH = "/api/v1/customers"
@@ -164,13 +166,6 @@ def customer_items_path(profile_id: str) -> str:
     )
 
 
-def _json(response: requests.Response) -> t.Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
 @dataclass(frozen=True)
 class ApiProblem:
     """One entry of the ``errors`` envelope."""
@@ -183,7 +178,7 @@ class ApiProblem:
 
 def problems_of(response: requests.Response) -> list[ApiProblem]:
     """The ``errors`` entries, whether sent as a list or one object."""
-    body = _json(response)
+    body = json_body(response)
     errors = body.get("errors") if isinstance(body, dict) else None
     if isinstance(errors, dict):
         errors = [errors]
@@ -233,7 +228,7 @@ def _is_taken(problem: ApiProblem) -> bool:
 
 def profiles_of(response: requests.Response) -> list[dict[str, t.Any]]:
     """Profiles from a find answer (a JSON array); anything else finds none."""
-    body = _json(response)
+    body = json_body(response)
     if not isinstance(body, list):
         return []
     return [p for p in body if isinstance(p, dict) and p.get("id")]
@@ -241,7 +236,7 @@ def profiles_of(response: requests.Response) -> list[dict[str, t.Any]]:
 
 def profile_of(response: requests.Response) -> dict[str, t.Any]:
     """A profile from a read answer."""
-    body = _json(response)
+    body = json_body(response)
     return body if isinstance(body, dict) else {}
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import typing as t
 
+from singer_delivery import probe as shared
 from singer_delivery.http import ApiError
 from singer_delivery.probe import (
     Answer,
@@ -359,17 +360,7 @@ def check_headers(prober: Prober) -> None:
 def check_envelope(prober: Prober) -> None:
     """Every 4xx answer against ``{errors: [{code, detail, ...}]}``."""
     errors = [a for a in prober.answers if 400 <= a.status < 500]
-    if not errors:
-        prober.skip(ENVELOPE, "no 4xx answer was seen")
-        return
-    odd = [a for a in errors if not fits_envelope(a)]
-    if odd:
-        seen = "; ".join(f"{a.label} with {body_shape(a)}" for a in odd)
-        prober.differ(ENVELOPE, seen, *errors)
-        return
-    codes = "; ".join(sorted({describe(a) for a in errors}))
-    seen = f"{len(errors)} error answer(s), all fit: {codes}"
-    prober.confirm(ENVELOPE, seen, *errors)
+    shared.check_envelope(prober, ENVELOPE, errors, fits_envelope, describe)
 
 
 def fits_envelope(answer: Answer) -> bool:

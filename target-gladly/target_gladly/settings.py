@@ -11,9 +11,8 @@ import typing as t
 
 from singer_sdk import typing as th
 
-from singer_delivery import delete_settings, delivery_settings, stream_overrides
 from singer_delivery.ratelimit import AUTO, SCOPES
-from singer_delivery.settings import STREAMS, for_stream
+from singer_delivery.settings import STREAMS, for_stream, target_settings
 from target_gladly import contract
 from target_gladly.activity import ACTIVITY_FIELDS, check_activity_mapping
 from target_gladly.mapping import check_field_mapping, check_phone_region
@@ -176,20 +175,13 @@ def _properties() -> list[th.Property]:
 
 def properties() -> list[th.Property]:
     """Every target-gladly setting, in the order ``--about`` lists them."""
-    own = _properties()
-    return [
-        *own,
-        stream_overrides(
-            own,
-            STREAM_KEYS,
-            "Per-stream overrides: {stream name: {"
-            + ", ".join(STREAM_KEYS)
-            + "}}, e.g. one stream of profiles and one of customer activity. "
-            "Streams not listed use the top level.",
-        ),
-        *delete_settings(),
-        *delivery_settings(max_batch_rows=MAX_BATCH_ROWS, default_max_retries=3),
-    ]
+    return target_settings(
+        _properties(),
+        stream_keys=STREAM_KEYS,
+        streams_help="E.g. one stream of profiles and one of customer activity.",
+        max_batch_rows=MAX_BATCH_ROWS,
+        default_max_retries=3,
+    )
 
 
 def check_modes(config: t.Mapping[str, t.Any]) -> list[str]:
