@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import enum
 import typing as t
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from singer_delivery.serialization import decode_json
 
 
 class Action(enum.StrEnum):
@@ -79,19 +81,24 @@ class Reject:
 class Item:
     """One mapped record on its way to the destination.
 
-    ``encoded`` is the payload's canonical JSON: the fingerprint is its hash
-    and request bodies are built from it, so a payload is encoded once.
-    ``seq`` is the record's position in the input, which decides when a
-    STATE that followed it may be written.
+    Only the payload's canonical JSON is kept (``encoded``): the fingerprint
+    is its hash, request bodies are built from it, and ``payload`` decodes
+    it again on the rare paths that need the values. A batch in flight then
+    holds one compact bytes object per record. ``seq`` is the record's
+    position in the input, which decides when a STATE after it may go out.
     """
 
     key: str
-    payload: t.Any
     encoded: bytes
     fingerprint: str
     key_hash: str
     seq: int
     record: t.Mapping[str, t.Any] | None = None
+
+    @property
+    def payload(self) -> t.Any:
+        """The mapped payload (decimals as ``Decimal``, as mapped)."""
+        return decode_json(self.encoded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +118,6 @@ class Outcome:
     reject: Reject | None = None
     deferred: Reject | None = None
     verified: bool = True
-    extra: t.Mapping[str, t.Any] = field(default_factory=dict)
 
     @classmethod
     def done(cls, item: Item, *actions: Action, verified: bool = True) -> Outcome:

@@ -32,6 +32,14 @@ _CANONICAL_ENCODER = msgspec.json.Encoder(
 )
 
 
+_DECODER = msgspec.json.Decoder(float_hook=decimal.Decimal)
+
+
+def decode_json(encoded: bytes) -> t.Any:
+    """Decode JSON, reading non-integral numbers as exact decimals."""
+    return _DECODER.decode(encoded)
+
+
 def dumps(value: t.Any) -> bytes:
     """Encode a request body; decimals stay exact numbers."""
     return _ENCODER.encode(value)

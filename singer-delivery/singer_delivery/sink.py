@@ -272,7 +272,6 @@ class DeliverySink(BatchSink, abc.ABC):
             return
         item = Item(
             key,
-            payload,
             encoded,
             fingerprint_of(encoded),
             key_hash(key),
@@ -547,7 +546,7 @@ class DeliverySink(BatchSink, abc.ABC):
 
     def _remove_page(self, member_ids: list[str]) -> None:
         seq = self.run.checkpoints.records_read
-        items = [Item(m, None, b"", "", key_hash(m), seq) for m in member_ids]
+        items = [Item(m, b"null", "", key_hash(m), seq) for m in member_ids]
         write = self.plan_remove if self.run.recorder.dry_run else self.remove
         outcomes = list(write(items))
         self._check_outcomes(items, outcomes)

@@ -275,7 +275,7 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
             resources=resources,
             batch_pool=WorkerPool(threads, "deliver"),
             request_pool=WorkerPool(self.request_concurrency, "request"),
-            batch_slots=2 * threads,
+            batch_slots=threads,
             waiting=self.gate.wait,
         )
         if not dry_run:

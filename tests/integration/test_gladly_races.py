@@ -35,7 +35,7 @@ def sink(gladly_config: Config) -> t.Iterator[CustomerProfileSink]:
 
 def item(sink: CustomerProfileSink, **record: t.Any) -> Item:
     key, payload = sink.map_record(record)
-    return Item(key, payload, canonical_json(payload), "-", key, seq=0)
+    return Item(key, canonical_json(payload), "-", key, seq=0)
 
 
 def test_a_profile_created_between_find_and_create_is_found_again_and_patched(

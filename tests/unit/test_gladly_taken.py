@@ -124,7 +124,7 @@ def deliver(
 ) -> Outcome:
     """Deliver one record on the run's threads, then end the run; its outcome."""
     key, payload = sink.map_record(record)
-    item = Item(key, payload, canonical_json(payload), "-", key, seq=0)
+    item = Item(key, canonical_json(payload), "-", key, seq=0)
     try:
         [outcome] = sink.deliver([item])
     finally:
