@@ -45,6 +45,8 @@ COLUMNS = (
     ("quarantined", "quarant."),
     ("group_added", "grp+"),
     ("group_removed", "grp-"),
+    ("deleted", "deleted"),
+    ("fired", "fired"),
     ("api_calls", "calls"),
     ("retries", "retries"),
 )
