@@ -291,6 +291,28 @@ class GladlyEmulator(EmulatorServer):
         "compliance_admin": boolean,
         "external_id_locked": bool,
     }
+    setting_help: ClassVar[dict[str, str]] = {
+        **EmulatorServer.setting_help,
+        "username": "the API user's email, the HTTP Basic user name it accepts",
+        "api_token": "the API token it accepts as the HTTP Basic password",
+        "rate_limit": "requests admitted per rolling second (per method or shared)",
+        "rate_limit_scope": (
+            "per_method: each HTTP method has its own budget; shared: one "
+            "budget for every method (Gladly does not say which it is)"
+        ),
+        "conflict_status": (
+            "409 or 400: the status of a uniqueness clash (code taken); with "
+            "400, PATCH clashes answer 400 too"
+        ),
+        "forbidden": "answer every call 403, as for a user without the API User role",
+        "compliance_admin": (
+            "true/false: whether the user may DELETE profiles (false: 403)"
+        ),
+        "external_id_locked": (
+            "refuse externalCustomerId in writes and searches, as on "
+            "organizations with a newer lookup adaptor"
+        ),
+    }
     write_methods = frozenset({"POST", "PATCH", "DELETE"})
 
     def __init__(
