@@ -16,7 +16,7 @@ import threading
 import typing as t
 
 import msgspec
-from singer_sdk.singerlib.encoding.base import GenericSingerReader
+from singer_sdk.io_base import GenericSingerReader
 from typing_extensions import override
 
 from singer_delivery.errors import Interrupted

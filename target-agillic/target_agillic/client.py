@@ -154,7 +154,7 @@ class AgillicClient:
     ) -> dict[str, tuple[str, str]]:
         """Add to or remove from a static group; return per-recipient errors."""
         path = contract.GROUP_PATHS[operation]
-        body = dumps({"targetGroupName": group, "recipientIds": recipient_ids})
+        body = contract.group_change_body(group, recipient_ids)
         response = self._call("POST", path, f"POST {path}", body)
         self.raise_for_status(response, f"{operation} members of target group {group}")
         return contract.group_errors(response)

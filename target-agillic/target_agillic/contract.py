@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import requests
 
 from singer_delivery.http import json_body
+from singer_delivery.serialization import dumps, join_json
 
 TOKEN_PATH = "/oauth2/token"
 RECIPIENTS_PATH = "/recipients"
@@ -289,3 +290,24 @@ def names_event(response: requests.Response, event: str) -> bool:
     """
     _, message = error_of(response)
     return re.search(rf"(?<![\w-]){re.escape(event)}(?![\w-])", message) is not None
+
+
+# --- request bodies (assumed: the seed vendor's page shows only their keys) ---
+
+
+def upsert_body(encoded_person_data: t.Iterable[bytes]) -> bytes:
+    """``{"recipients": [{"personData": ...}, ...]}`` from encoded Person Data."""
+    entries = (b'{"personData":' + data + b"}" for data in encoded_person_data)
+    return b'{"recipients":' + join_json(entries) + b"}"
+
+
+def otm_upsert_body(table: str, rows: t.Mapping[str, list[t.Any]]) -> bytes:
+    """``{"oneToManyTableId", "recipients": [{"recipientId", "records"}]}``;
+    per-row error indexes count the rows in this order."""
+    recipients = [{"recipientId": r, "records": rows} for r, rows in rows.items()]
+    return dumps({"oneToManyTableId": table, "recipients": recipients})
+
+
+def group_change_body(group: str, recipient_ids: list[str]) -> bytes:
+    """``{"targetGroupName", "recipientIds": [≤ 100]}``."""
+    return dumps({"targetGroupName": group, "recipientIds": recipient_ids})

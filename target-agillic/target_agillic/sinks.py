@@ -19,7 +19,6 @@ from singer_delivery import (
 from singer_delivery.batching import chunked, split_to_fit
 from singer_delivery.http import ApiError
 from singer_delivery.outcomes import Reason
-from singer_delivery.serialization import dumps, join_json
 from target_agillic import contract
 from target_agillic.client import BATCH_CALLS, AgillicClient
 from target_agillic.mapping import CompiledMapping, PersonDataMapping
@@ -75,9 +74,8 @@ class TaskLabels:
 
 
 def upsert_body(items: list[Item]) -> bytes:
-    """``{"recipients": [{"personData": ...}, ...]}``, from the encoded payloads."""
-    entries = (b'{"personData":' + item.encoded + b"}" for item in items)
-    return b'{"recipients":' + join_json(entries) + b"}"
+    """The batch upsert body, built from the encoded payloads."""
+    return contract.upsert_body(item.encoded for item in items)
 
 
 class AgillicSink(DeliverySink):
@@ -505,13 +503,9 @@ class OneToManySink(AgillicSink):
         """Rows grouped by recipient, in the order the errors' indexes count."""
         grouped: dict[str, list[dict[str, t.Any]]] = {}
         for item in items:
-            grouped.setdefault(item.payload["recipientId"], []).append(
-                item.payload["row"]
-            )
-        recipients = [
-            {"recipientId": r, "records": rows} for r, rows in grouped.items()
-        ]
-        return dumps({"oneToManyTableId": self.table_name, "recipients": recipients})
+            payload = item.payload
+            grouped.setdefault(payload["recipientId"], []).append(payload["row"])
+        return contract.otm_upsert_body(self.table_name, grouped)
 
     def ordered(self, items: list[Item]) -> list[Item]:
         """Items in the order ``body`` writes them (grouped by recipient)."""
