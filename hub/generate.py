@@ -21,9 +21,9 @@ needs besides these files.
 from __future__ import annotations
 
 import json
-import tomllib
 import subprocess
 import sys
+import tomllib
 import typing as t
 from fnmatch import fnmatch
 from pathlib import Path

@@ -56,6 +56,8 @@ from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
+from typing_extensions import override
+
 from delivery_emulators.base import (
     EmulatorServer,
     Fault,
@@ -443,6 +445,7 @@ class AgillicEmulator(EmulatorServer):
         with self._lock:
             self.tokens.clear()
 
+    @override
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             now = time.monotonic()
@@ -462,6 +465,7 @@ class AgillicEmulator(EmulatorServer):
 
     # -- base hooks --------------------------------------------------------
 
+    @override
     def error(self, status: int, message: str, code: str | None = None) -> Response:
         body = {
             "status": status,
@@ -470,6 +474,7 @@ class AgillicEmulator(EmulatorServer):
         }
         return Response(status, body)
 
+    @override
     def _reset_data(self) -> None:
         self._recipients: dict[str, PersonData] = {}
         self._tasks: dict[str, Task] = {}
@@ -483,6 +488,7 @@ class AgillicEmulator(EmulatorServer):
         self._doomed_tasks = 0
         self.add_otm_table("ORDERS", DEFAULT_OTM_FIELDS)
 
+    @override
     def _tick(self) -> None:
         """Apply every task that is due by time and polls, in creation order."""
         now = time.monotonic()
@@ -494,6 +500,7 @@ class AgillicEmulator(EmulatorServer):
             ):
                 self._run(task)
 
+    @override
     def _gate(self, request: Request) -> Response | None:
         """Concurrency, body size, credentials, then the daily quota."""
         if request.in_flight > self.max_concurrency:
@@ -538,14 +545,17 @@ class AgillicEmulator(EmulatorServer):
             expires = None
         return expires is not None
 
+    @override
     def _fault_applies(self, fault: Fault, request: Request) -> bool:
         return fault.kind != "expire_token" or request.route != TOKEN_ROUTE
 
+    @override
     def _custom_fault(self, fault: Fault, request: Request) -> Response:
         """expire_token: the presented token stops being valid, as if it aged out."""
         self.tokens.pop(_bearer(request) or "", None)
         return self.error(401, "access token expired")
 
+    @override
     def _config_actions(self) -> dict[str, Callable[[Any], None]]:
         return {
             **super()._config_actions(),

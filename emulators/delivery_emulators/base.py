@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import copy
 import inspect
 import json
@@ -29,6 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from typing_extensions import override
 
 CONTROL_PREFIX = "/_emulator/"
 UNMATCHED = "UNMATCHED"
@@ -198,6 +201,7 @@ class _HTTPServer(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
 
+    @override
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
             self._connections.add(request)
@@ -211,10 +215,8 @@ class _HTTPServer(ThreadingHTTPServer):
         """Stop idle keep-alive threads so a stopped emulator answers nothing."""
         with self._connections_lock:
             for connection in self._connections:
-                try:
+                with contextlib.suppress(OSError):
                     connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -227,6 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
 
+    @override
     def log_message(self, format: str, *args: Any) -> None:
         """Keep test output quiet; the request log is the record."""
 

@@ -85,6 +85,8 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+from typing_extensions import override
+
 from delivery_emulators.base import (
     EmulatorServer,
     Request,
@@ -400,6 +402,7 @@ class GladlyEmulator(EmulatorServer):
                 raise ValueError(f"no customer profile {profile_id!r}")
             self.open_conversations.add(profile_id)
 
+    @override
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -415,6 +418,7 @@ class GladlyEmulator(EmulatorServer):
 
     # -- base hooks --------------------------------------------------------
 
+    @override
     def error(
         self,
         status: int,
@@ -431,6 +435,7 @@ class GladlyEmulator(EmulatorServer):
             entry["meta"] = meta
         return Response(status, {"errors": [entry]})
 
+    @override
     def _reset_data(self) -> None:
         self.profiles: dict[str, Profile] = {}
         self.merged: dict[str, str] = {}  # merged-away id → surviving id
@@ -441,6 +446,7 @@ class GladlyEmulator(EmulatorServer):
         self.rate_limited_by_method: Counter[str] = Counter()
         self._windows: dict[str, deque[float]] = {}
 
+    @override
     def _config_actions(self) -> dict[str, Callable[[Any], None]]:
         """Adds `open_conversation`: a profile id, as the helper takes it."""
         return {
@@ -448,6 +454,7 @@ class GladlyEmulator(EmulatorServer):
             "open_conversation": self.open_conversation,
         }
 
+    @override
     def _gate(self, request: Request) -> Response | None:
         """Basic auth, permission, then the rate limit."""
         if basic_credentials(request.headers) != (self.username, self.api_token):
@@ -462,6 +469,7 @@ class GladlyEmulator(EmulatorServer):
         window.append(time.monotonic())
         return None
 
+    @override
     def _finalize(self, request: Request, response: Response) -> Response:
         remaining = max(0, self.rate_limit - len(self._window(request.method)))
         response.headers["Ratelimit-Limit-Second"] = str(self.rate_limit)
@@ -779,7 +787,7 @@ def _customer_problem(customer: Any) -> tuple[str, str] | None:
         return "customer", f"give exactly one of {', '.join(CUSTOMER_KEYS)}"
     ((key, value),) = customer.items()
     if key == "emailAddress":
-        ok = isinstance(value, str) and EMAIL.fullmatch(normalize_email(value))
+        ok = isinstance(value, str) and bool(EMAIL.fullmatch(normalize_email(value)))
     elif key == "mobilePhone":
         ok = isinstance(value, str) and e164(value) is not None
     else:

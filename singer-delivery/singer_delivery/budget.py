@@ -1,6 +1,6 @@
 """A daily call budget per destination instance, kept in the ledger.
 
-Some APIs cap calls per day (Agillic: 5 × active recipients in production,
+Some APIs cap calls per day (Agillic: 5 times the active recipients in production,
 5,000 on staging), and every runner of the same instance spends the same
 quota. The count lives in the ledger, per instance and UTC day, so runners
 sharing a PostgreSQL ledger share it too. Calls are reserved in small blocks

@@ -97,8 +97,8 @@ class RetryPolicy:
 
     def get_backoff_time(self, retry_number: int) -> float:
         """Exponential backoff with jitter for the n-th retry (1-based)."""
-        base = min(self.backoff_max, self.backoff_factor * 2 ** (retry_number - 1))
-        return base * (1 - self.backoff_jitter * random.random())
+        base = min(self.backoff_max, self.backoff_factor * 2.0 ** (retry_number - 1))
+        return float(base * (1 - self.backoff_jitter * random.random()))
 
     def get_sleep_time(self, retry_number: int, retry_after: str | None) -> float:
         """Retry-After wins when present and parseable; clients never need it."""

@@ -121,7 +121,7 @@ class LedgerUrl:
             return cls("sqlite", None if memory else path, redacted, url)
         if dialect in ("postgresql", "postgres"):
             try:
-                urllib.parse.urlsplit(url).port  # noqa: B018 - parses the netloc
+                _ = urllib.parse.urlsplit(url).port  # raises on a bad port
             except ValueError:
                 msg = (
                     f"ledger_url {redacted!r} is not a valid URL; use "
@@ -912,7 +912,7 @@ class _FileLock:
     def release(self) -> None:
         if self._lock is not None and self._lock.is_locked:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._path)
+                Path(self._path).unlink()
             self._lock.release()
 
 
@@ -930,8 +930,10 @@ class _PgLock:
         self._url = ledger.url
 
     def try_acquire(self) -> bool:
-        row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", [self._key])
-        return bool(row.fetchone()[0])
+        row = self._conn.execute(
+            "SELECT pg_try_advisory_lock(%s)", [self._key]
+        ).fetchone()
+        return bool(row and row[0])
 
     def check(self) -> None:
         try:
@@ -1013,15 +1015,21 @@ def _v1(dialect: str) -> list[str]:
     stamp = "TIMESTAMP WITH TIME ZONE" if dialect == "postgresql" else "DATETIME"
     rowid = " WITHOUT ROWID" if dialect == "sqlite" else ""
     return [
-        "CREATE TABLE ledger_scopes (scope_id VARCHAR(32) PRIMARY KEY, "
-        f"description TEXT NOT NULL, created_at {stamp} NOT NULL)",
-        "CREATE TABLE ledger_deliveries (scope_id VARCHAR(32) NOT NULL, "
-        "key_hash VARCHAR(32) NOT NULL, fingerprint VARCHAR(32) NOT NULL, "
-        f"delivered_at {stamp} DEFAULT CURRENT_TIMESTAMP NOT NULL, "
-        f"PRIMARY KEY (scope_id, key_hash)){rowid}",
-        "CREATE TABLE ledger_members (scope_id VARCHAR(32) NOT NULL, "
-        f"member_id VARCHAR(512) NOT NULL, added_at {stamp} NOT NULL, "
-        "PRIMARY KEY (scope_id, member_id))",
+        (
+            "CREATE TABLE ledger_scopes (scope_id VARCHAR(32) PRIMARY KEY, "
+            f"description TEXT NOT NULL, created_at {stamp} NOT NULL)"
+        ),
+        (
+            "CREATE TABLE ledger_deliveries (scope_id VARCHAR(32) NOT NULL, "
+            "key_hash VARCHAR(32) NOT NULL, fingerprint VARCHAR(32) NOT NULL, "
+            f"delivered_at {stamp} DEFAULT CURRENT_TIMESTAMP NOT NULL, "
+            f"PRIMARY KEY (scope_id, key_hash)){rowid}"
+        ),
+        (
+            "CREATE TABLE ledger_members (scope_id VARCHAR(32) NOT NULL, "
+            f"member_id VARCHAR(512) NOT NULL, added_at {stamp} NOT NULL, "
+            "PRIMARY KEY (scope_id, member_id))"
+        ),
     ]
 
 
@@ -1029,20 +1037,28 @@ def _v2(dialect: str) -> list[str]:
     """Rejects (quarantine and the open list), run history, the call budget."""
     stamp = "TIMESTAMP WITH TIME ZONE" if dialect == "postgresql" else "DATETIME"
     return [
-        "CREATE TABLE ledger_rejects (scope_id VARCHAR(32) NOT NULL, "
-        "key_hash VARCHAR(32) NOT NULL, destination_key TEXT, "
-        "fingerprint VARCHAR(32), stream TEXT NOT NULL, reason TEXT NOT NULL, "
-        "message TEXT NOT NULL, http_status INTEGER, permanent BOOLEAN NOT NULL, "
-        f"first_seen {stamp} NOT NULL, last_seen {stamp} NOT NULL, "
-        f"resolved_at {stamp}, PRIMARY KEY (scope_id, key_hash))",
-        "CREATE TABLE ledger_runs (run_id VARCHAR(32) PRIMARY KEY, "
-        f"target TEXT NOT NULL, scopes TEXT NOT NULL, started_at {stamp} NOT NULL, "
-        f"ended_at {stamp}, status VARCHAR(16) NOT NULL, error TEXT)",
-        "CREATE TABLE ledger_run_counts (run_id VARCHAR(32) NOT NULL, "
-        "stream TEXT NOT NULL, outcome VARCHAR(32) NOT NULL, count BIGINT NOT NULL, "
-        "PRIMARY KEY (run_id, stream, outcome))",
-        "CREATE TABLE ledger_calls (instance TEXT NOT NULL, day VARCHAR(10) NOT NULL, "
-        "calls BIGINT NOT NULL, PRIMARY KEY (instance, day))",
+        (
+            "CREATE TABLE ledger_rejects (scope_id VARCHAR(32) NOT NULL, "
+            "key_hash VARCHAR(32) NOT NULL, destination_key TEXT, "
+            "fingerprint VARCHAR(32), stream TEXT NOT NULL, reason TEXT NOT NULL, "
+            "message TEXT NOT NULL, http_status INTEGER, permanent BOOLEAN NOT NULL, "
+            f"first_seen {stamp} NOT NULL, last_seen {stamp} NOT NULL, "
+            f"resolved_at {stamp}, PRIMARY KEY (scope_id, key_hash))"
+        ),
+        (
+            "CREATE TABLE ledger_runs (run_id VARCHAR(32) PRIMARY KEY, "
+            f"target TEXT NOT NULL, scopes TEXT NOT NULL, started_at {stamp} NOT NULL, "
+            f"ended_at {stamp}, status VARCHAR(16) NOT NULL, error TEXT)"
+        ),
+        (
+            "CREATE TABLE ledger_run_counts (run_id VARCHAR(32) NOT NULL, "
+            "stream TEXT NOT NULL, outcome VARCHAR(32) NOT NULL, count BIGINT NOT NULL, "
+            "PRIMARY KEY (run_id, stream, outcome))"
+        ),
+        (
+            "CREATE TABLE ledger_calls (instance TEXT NOT NULL, day VARCHAR(10) NOT NULL, "
+            "calls BIGINT NOT NULL, PRIMARY KEY (instance, day))"
+        ),
     ]
 
 

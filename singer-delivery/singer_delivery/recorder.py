@@ -14,6 +14,8 @@ import threading
 import typing as t
 from collections import Counter
 
+from typing_extensions import override
+
 from singer_delivery.ledger import DELETES, Ledger, RejectRow, Scope
 from singer_delivery.outcomes import Action, Item, Outcome, Reject
 
@@ -171,6 +173,7 @@ class CommitRecorder(Recorder):
         self.ledger = ledger
         self.store_reject_keys = store_reject_keys
 
+    @override
     def delivered(self, sink: Destination, outcomes: t.Sequence[Outcome]) -> None:
         """Commit fingerprints; keep the membership of groups in step."""
         if not outcomes:
@@ -210,6 +213,7 @@ class CommitRecorder(Recorder):
             if scope_id != members:
                 self.ledger.forget_deliveries(members, [i.key_hash for i in removed])
 
+    @override
     def refused(
         self, sink: Destination, rejects: t.Sequence[tuple[Item, Reject]]
     ) -> None:
@@ -229,6 +233,7 @@ class CommitRecorder(Recorder):
         ]
         self.ledger.record_rejects(sink.scope_id, rows)
 
+    @override
     def write_reject(
         self, stream: str | None, reject: Reject, line: int | None
     ) -> None:
@@ -245,6 +250,7 @@ class PlanRecorder(Recorder):
         super().__init__(rejects)
         self.plan = plan
 
+    @override
     def unchanged(self, sink: Destination, items: t.Sequence[Item]) -> None:
         """Planned as unchanged."""
         super().unchanged(sink, items)
@@ -252,6 +258,7 @@ class PlanRecorder(Recorder):
         for item in items:
             self.plan.write(sink.stream_name, item.key, "unchanged")
 
+    @override
     def quarantined(
         self, sink: Destination, items: t.Sequence[Item], reasons: t.Sequence[str]
     ) -> None:
@@ -261,6 +268,7 @@ class PlanRecorder(Recorder):
         for item, reason in zip(items, reasons, strict=True):
             self.plan.write(sink.stream_name, item.key, "quarantined", reason=reason)
 
+    @override
     def delivered(self, sink: Destination, outcomes: t.Sequence[Outcome]) -> None:
         """One plan line per action (an upsert that adds to a group: two)."""
         for outcome in outcomes:
@@ -269,11 +277,13 @@ class PlanRecorder(Recorder):
                 sink.stats.plan(verb)
                 self.plan.write(sink.stream_name, outcome.item.key, verb)
 
+    @override
     def refused(
         self, sink: Destination, rejects: t.Sequence[tuple[Item, Reject]]
     ) -> None:
         """Nothing: a dry run quarantines nothing."""
 
+    @override
     def write_reject(
         self, stream: str | None, reject: Reject, line: int | None
     ) -> None:

@@ -49,13 +49,13 @@ def delivery_settings(
     max_batch_rows: int,
     default_max_retries: int = 5,
     call_budget: bool = False,
-) -> list[th.Property]:
+) -> list[th.Property[t.Any]]:
     """The change-detection, reporting and resilience settings of every target.
 
     ``max_batch_rows`` is the destination's limit of entries per request;
     ``call_budget`` adds ``daily_call_budget`` for APIs with a daily quota.
     """
-    properties = [
+    properties: list[th.Property[t.Any]] = [
         th.Property(
             "ledger_url",
             th.StringType,
@@ -200,9 +200,9 @@ def delivery_settings(
     return properties
 
 
-def delete_settings() -> list[th.Property]:
+def delete_settings() -> list[th.Property[t.Any]]:
     """The guard of ``sync_mode: delete`` (deletes are irreversible)."""
-    return [
+    properties: list[th.Property[t.Any]] = [
         th.Property(
             "allow_deletes",
             th.BooleanType,
@@ -223,6 +223,7 @@ def delete_settings() -> list[th.Property]:
             ),
         ),
     ]
+    return properties
 
 
 def check_delete_guard(config: t.Mapping[str, t.Any]) -> list[str]:
@@ -238,20 +239,22 @@ def check_delete_guard(config: t.Mapping[str, t.Any]) -> list[str]:
     if not where:
         return []
     return [
-        f"allow_deletes must be true for sync_mode delete ({', '.join(where)}); "
-        "deletes are irreversible, so they are refused unless allowed explicitly"
+        (
+            f"allow_deletes must be true for sync_mode delete ({', '.join(where)}); "
+            "deletes are irreversible, so they are refused unless allowed explicitly"
+        )
     ]
 
 
 def target_settings(
-    own: t.Sequence[th.Property],
+    own: t.Sequence[th.Property[t.Any]],
     *,
     stream_keys: t.Sequence[str],
     streams_help: str,
     max_batch_rows: int,
     default_max_retries: int = 5,
     call_budget: bool = False,
-) -> list[th.Property]:
+) -> list[th.Property[t.Any]]:
     """A target's whole settings: its own, the guarded deletes, per-stream
     overrides of ``stream_keys``, and the shared delivery settings."""
     return [
@@ -273,8 +276,8 @@ def target_settings(
 
 
 def stream_overrides(
-    properties: t.Sequence[th.Property], names: t.Sequence[str], description: str
-) -> th.Property:
+    properties: t.Sequence[th.Property[t.Any]], names: t.Sequence[str], description: str
+) -> th.Property[t.Any]:
     """The ``streams`` setting: per-stream copies of the named top-level settings.
 
     Built from the same declarations, so a stream's override is checked

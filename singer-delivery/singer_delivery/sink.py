@@ -81,7 +81,7 @@ class DeliverySink(BatchSink, abc.ABC):
         self.snapshot = self.run.snapshot_for(stream_name)
         super().__init__(target, stream_name, schema, key_properties)
         self.settings = self.run.settings_for(stream_name)
-        self._validator = self._compile_validator()
+        self._fast_validator = self._compile_validator()
         self._pending: dict[str, Item] = {}
         self._pending_claim: int | None = None
         self._inflight: dict[Future[None], _Batch] = {}
@@ -234,9 +234,9 @@ class DeliverySink(BatchSink, abc.ABC):
         """Map one record into the pending batch, or reject it with a reason."""
         self.stats.received += 1
         self.snapshot.last_record = seq
-        if self._validator is not None:
+        if self._fast_validator is not None:
             try:
-                self._validator(record)
+                self._fast_validator(record)
             except fastjsonschema.JsonSchemaValueException as exc:
                 field = ".".join(str(p) for p in exc.path[1:2])
                 message = f"does not match the stream schema: {exc.message}"
@@ -411,7 +411,7 @@ class DeliverySink(BatchSink, abc.ABC):
             self.run.checkpoints.release(batch.claim)
         except Abandoned:
             return
-        except BaseException as exc:  # noqa: BLE001 - surfaced on the reading thread
+        except BaseException as exc:  # noqa: BLE001 - the run fails with it
             self.run.fail(exc)
 
     def _check_outcomes(self, items: list[Item], outcomes: list[Outcome]) -> None:

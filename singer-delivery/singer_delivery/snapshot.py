@@ -114,17 +114,25 @@ class Snapshot:
         was removed."""
         if self.versioned:
             return (
-                f"the tap sent ACTIVATE_VERSION before stream {stream} but none "
-                "after it",
-                "Turn off the tap's emit_activate_version_messages (a STATE after "
-                "the last record and a clean end of input then complete the "
-                "snapshot) or set process_activate_version_messages to false.",
+                (
+                    f"the tap sent ACTIVATE_VERSION before stream {stream} but none "
+                    "after it"
+                ),
+                (
+                    "Turn off the tap's emit_activate_version_messages (a STATE after "
+                    "the last record and a clean end of input then complete the "
+                    "snapshot) or set process_activate_version_messages to false."
+                ),
             )
         return (
-            f"no STATE followed the last record of stream {stream}, so the tap "
-            "may have stopped half way",
-            "Taps send a STATE when a stream is complete; check why this one "
-            "did not (a tap that died, a pipe cut short).",
+            (
+                f"no STATE followed the last record of stream {stream}, so the tap "
+                "may have stopped half way"
+            ),
+            (
+                "Taps send a STATE when a stream is complete; check why this one "
+                "did not (a tap that died, a pipe cut short)."
+            ),
         )
 
 

@@ -365,7 +365,7 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
         except ConfigValidationError:
             self.finish(error=None, interrupted=False)
             raise
-        except BaseException as exc:  # noqa: BLE001 - reported, then an exit code
+        except BaseException as exc:  # noqa: BLE001 - finish() reports it
             error = exc
         return self.finish(error=error, interrupted=interrupted)
 
@@ -389,8 +389,8 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
             transformed = stream_map.transform(copy.copy(record))
             if transformed is None:
                 continue
-            sink = self.get_sink(stream_map.stream_alias, record=transformed)
-            t.cast(DeliverySink, sink).accept(transformed, seq)
+            mapped = self.get_sink(stream_map.stream_alias, record=transformed)
+            t.cast(DeliverySink, mapped).accept(transformed, seq)
 
     def _direct_sink(self, stream: str) -> DeliverySink | None:
         """The stream's sink when records go to it as they are (no stream map,
@@ -411,9 +411,9 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
             and not maps[0].flattening_enabled
             and maps[0].stream_alias == stream
         )
-        sink = self.get_sink(stream) if plain else None
-        self._direct[stream] = t.cast(DeliverySink, sink) if plain else None
-        return self._direct[stream]
+        direct = t.cast(DeliverySink, self.get_sink(stream)) if plain else None
+        self._direct[stream] = direct
+        return direct
 
     @override
     def _process_schema_message(self, message_dict: dict[str, t.Any]) -> None:
@@ -442,7 +442,8 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
         run = self.delivery_run
         if not self.config.get("process_activate_version_messages", True):
             return
-        for stream_map in self.mapper.stream_maps.get(message_dict.get("stream"), []):
+        stream = str(message_dict.get("stream"))
+        for stream_map in self.mapper.stream_maps.get(stream, []):
             run.snapshot_for(stream_map.stream_alias).activate_version(
                 int(message_dict["version"]), run.checkpoints.records_read
             )

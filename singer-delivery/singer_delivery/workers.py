@@ -8,6 +8,7 @@ a run that stops waiting for a stuck request still ends its process.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import typing as t
@@ -38,7 +39,7 @@ class WorkerPool:
 
     def map(self, call: t.Callable[[t.Any], _T], values: t.Iterable[t.Any]) -> list[_T]:
         """``call`` for every value on the pool, results in order (re-raises)."""
-        futures = [self.submit(lambda value=value: call(value)) for value in values]
+        futures = [self.submit(functools.partial(call, value)) for value in values]
         return [future.result() for future in futures]
 
     def _work(self) -> None:
@@ -48,7 +49,7 @@ class WorkerPool:
                 continue
             try:
                 result = call()
-            except BaseException as exc:  # the Future carries it to the waiter
+            except BaseException as exc:  # noqa: BLE001 - the Future carries it to the waiter
                 future.set_exception(exc)
             else:
                 future.set_result(result)

@@ -17,6 +17,7 @@ import time
 import typing as t
 
 import requests
+from typing_extensions import override
 
 from singer_delivery.http import Authenticator, FatalApiError, Transport
 from target_agillic.contract import TOKEN_PATH, error_of
@@ -43,6 +44,7 @@ class ClientCredentials:
         self._renew_at = 0.0
         self.tokens_fetched = 0
 
+    @override
     def __repr__(self) -> str:
         return "ClientCredentials(<redacted>)"
 
@@ -136,6 +138,7 @@ class BasicCredentials:
     def __init__(self, key: str, secret: str) -> None:
         self._header = _basic(key, secret)
 
+    @override
     def __repr__(self) -> str:
         return "BasicCredentials(<redacted>)"
 

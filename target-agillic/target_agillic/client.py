@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import typing as t
 import urllib.parse
 from dataclasses import dataclass
 
@@ -59,12 +60,14 @@ class AgillicClient:
             method, path, route=route, body=body, params=params, observer=self.observer
         )
 
-    def create_recipient(self, person_data: dict) -> requests.Response:
+    def create_recipient(self, person_data: dict[str, t.Any]) -> requests.Response:
         """``POST /recipients``: 201, or 409 when the ID exists."""
         body = dumps({"personData": person_data})
         return self._call("POST", contract.RECIPIENTS_PATH, "POST /recipients", body)
 
-    def put_recipient(self, recipient_id: str, person_data: dict) -> requests.Response:
+    def put_recipient(
+        self, recipient_id: str, person_data: dict[str, t.Any]
+    ) -> requests.Response:
         """``PUT /recipients/{id}``: 200 updated, 201 created (!)."""
         body = dumps({"personData": person_data})
         return self._call(
@@ -84,7 +87,7 @@ class AgillicClient:
         )
 
     def fire_event(
-        self, recipient_id: str, event: str, context_parameters: dict
+        self, recipient_id: str, event: str, context_parameters: dict[str, t.Any]
     ) -> requests.Response:
         """Fire ``event`` for one recipient: 200, or 404 (recipient or event)."""
         body = dumps(contract.event_body(context_parameters))
@@ -97,7 +100,7 @@ class AgillicClient:
 
     def list_recipients(
         self, id_field: str, recipient_ids: list[str]
-    ) -> list[dict] | None:
+    ) -> list[dict[str, t.Any]] | None:
         """Person Data of the given recipients in one filtered list call.
 
         None when the instance refuses the filtered list (then the caller

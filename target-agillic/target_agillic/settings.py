@@ -40,7 +40,7 @@ STREAM_KEYS = (
 )
 
 
-def _properties() -> list[th.Property]:
+def _properties() -> list[th.Property[t.Any]]:
     return [
         th.Property(
             "api_endpoint",
@@ -214,7 +214,7 @@ def _properties() -> list[th.Property]:
     ]
 
 
-def properties() -> list[th.Property]:
+def properties() -> list[th.Property[t.Any]]:
     """Every target-agillic setting, in the order ``--about`` lists them."""
     return target_settings(
         _properties(),

@@ -11,7 +11,7 @@ from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from typing_extensions import override
 
 from singer_delivery import DeliveryTarget, RetryPolicy, Transport
-from singer_delivery.settings import check_base_url
+from singer_delivery.settings import check_base_url, for_stream
 from target_agillic import settings
 from target_agillic.auth import authenticator
 from target_agillic.client import AgillicClient
@@ -185,9 +185,7 @@ class TargetAgillic(DeliveryTarget[AgillicResources]):
     def _person_data(self, stream: str | None) -> set[str]:
         """The Person Data fields a stream writes: none for rows and events,
         whose mapped fields are table columns and context parameters."""
-        chosen = (
-            settings.for_stream(self.config, stream) if stream else dict(self.config)
-        )
+        chosen = for_stream(self.config, stream) if stream else dict(self.config)
         if chosen["object_type"] in ("one_to_many", "event"):
             return set()
         return set((chosen.get("field_mapping") or {}).values())

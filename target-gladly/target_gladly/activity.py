@@ -292,7 +292,7 @@ class OncePer(t.Generic[_K, _V]):
         if first:
             try:
                 answer.set_result(self._lookup(key))
-            except BaseException as exc:  # noqa: BLE001 - every asker re-raises it
+            except BaseException as exc:  # noqa: BLE001 - every waiter gets it
                 answer.set_exception(exc)
         return answer.result()
 

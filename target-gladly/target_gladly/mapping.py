@@ -237,7 +237,7 @@ def text(name: str, value: t.Any) -> str:
     if isinstance(value, datetime.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(datetime.UTC)
-        return value.isoformat().replace("+00:00", "Z")
+        return str(value.isoformat()).replace("+00:00", "Z")
     if isinstance(value, datetime.date | datetime.time):
         return value.isoformat()
     msg = (

@@ -43,7 +43,7 @@ STREAM_KEYS = (
 )
 
 
-def _properties() -> list[th.Property]:
+def _properties() -> list[th.Property[t.Any]]:
     return [
         th.Property(
             "domain",
@@ -173,7 +173,7 @@ def _properties() -> list[th.Property]:
     ]
 
 
-def properties() -> list[th.Property]:
+def properties() -> list[th.Property[t.Any]]:
     """Every target-gladly setting, in the order ``--about`` lists them."""
     return target_settings(
         _properties(),
