@@ -62,8 +62,20 @@ class Measured:
 
 
 def step(message: str) -> None:
-    """Progress on stderr, so a long run shows where it is; tables are stdout."""
-    print(f"bench: {message}", file=sys.stderr, flush=True)
+    """Progress on a terminal: one status line on stderr, rewritten in place.
+
+    Nothing when stderr is not a terminal (a log, nox's captured output), so
+    the printed output is the tables alone.
+    """
+    if sys.stderr.isatty():
+        print(f"\r\033[Kbench: {message}", end="", file=sys.stderr, flush=True)
+
+
+def emit(text: str) -> None:
+    """A block of output on stdout, after clearing a progress line."""
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+    print(text, flush=True)
 
 
 def child_env(workdir: Path) -> dict[str, str]:
@@ -268,10 +280,6 @@ def section(title: str, notes: Sequence[str], body: str) -> str:
         for note in notes
     ]
     return "\n".join(["", title, "=" * len(title), *wrapped, "", body])
-
-
-def emit(text: str) -> None:
-    print(text, flush=True)
 
 
 def _first_line(path: str, prefix: str) -> str:
