@@ -48,6 +48,7 @@ from tests.bench_common import (
     counts,
     emit,
     emulator_process,
+    load_average,
     machine_lines,
     measure,
     mib,
@@ -513,7 +514,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
     emit("")
     emit(rss_floor_note())
-    emit(f"Whole bench: {time.perf_counter() - started:.0f} s.")
+    emit(
+        f"Whole bench: {time.perf_counter() - started:.0f} s; {load_average()} "
+        "at the end."
+    )
 
 
 if __name__ == "__main__":

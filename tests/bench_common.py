@@ -308,12 +308,17 @@ def _commit() -> str:
     return "unknown"
 
 
+def load_average() -> str:
+    """The machine's load average over 1, 5 and 15 minutes: how busy it is."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
+
+
 def machine_lines() -> list[str]:
     """Where and when: machine, CPU, memory, load, Python, singer-sdk, commit."""
     memory = _first_line("/proc/meminfo", "MemTotal")
     if memory.endswith(" kB"):
         memory = f"{int(memory.removesuffix(' kB')) / 1024**2:.1f} GiB"
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     try:
         sdk = importlib.metadata.version("singer-sdk")
     except importlib.metadata.PackageNotFoundError:
@@ -322,7 +327,7 @@ def machine_lines() -> list[str]:
     return [
         f"date:     {now}, commit {_commit()}",
         f"machine:  {platform.platform()}, {_first_line('/proc/cpuinfo', 'model name')}",
-        f"          {os.cpu_count()} CPUs, {memory} memory, load average {load}",
+        f"          {os.cpu_count()} CPUs, {memory} memory; {load_average()} at start",
         (
             f"python:   {platform.python_implementation()} {platform.python_version()}, "
             f"singer-sdk {sdk}"
