@@ -1,112 +1,76 @@
-"""Throughput benchmark of target-agillic (``nox -s bench``); prints, never asserts.
+"""Benchmark of target-agillic and target-gladly (``nox -s bench``); prints, never asserts.
 
-Every figure comes from one run on one input file, so the ratios compare
-like with like on the same machine and moment:
+Four sections, one table each:
 
-- a stock singer-sdk target with a no-op BatchSink and default settings (the
-  yardstick: what any SDK target pays for reading and validating records);
-- target-agillic, upserting into the Agillic emulator with no added latency,
-  on a fresh ledger (run 1) and again on unchanged input (run 2);
-- the ledger alone at growing key counts, to show its memory stays flat.
+1. target-agillic against two singer-sdk no-op targets on the same input:
+   the stock one (default settings: the default reader, jsonschema
+   validation) and a fast one (the msgspec reader, ``validate_records:
+   false``). Run 1 starts from a fresh ledger, run 2 reads the same input
+   with the ledger run 1 left, so it should write nothing. Rounds run
+   stock no-op, run 1, fast no-op, run 2, then the next round's stock
+   no-op, so each ratio divides two runs measured back to back; the
+   printed ratio is the median of the per-pair ratios, with min-max.
+2. Scale: run 1 and run 2 at a tenth of the records, at the records, and
+   at a million (one pair): peak RSS and wall time per record.
+3. Quarantine: every tenth record is refused for good by the emulator. Run
+   2 on the same input must write nothing: the refused records are
+   quarantined in the ledger, the others are unchanged.
+4. target-gladly at Gladly's rate limit (``tests.bench_gladly``).
 
-Each program runs as its own child process and is measured the same way:
-wall time from start to exit, and its own peak RSS from ``os.wait4``. The
-emulator runs in a separate process too, so its CPU is not the target's.
-Every program runs once on a tiny input first, with bytecode cached in the
-temporary directory, so no figure includes compiling modules: an installed
-plugin starts warm, and ``PYTHONDONTWRITEBYTECODE`` would otherwise add the
-compile time of every import to every run.
+Every program runs as its own child process (``tests.bench_common``), the
+Agillic emulator in a process of its own with no latency and no task
+delay, reset before every target-agillic run.
 
-Quick run: ``python -m tests.bench --records 2000 --ledger-keys 10000``.
+Quick run: ``nox -s bench -- --records 5000 --pairs 3 --skip-1m --skip-gladly``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
-import platform
-import resource
-import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import typing as t
-import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.cli import BIN, CUSTOMER_MAPPING, CUSTOMER_SCHEMA, customer, state_line
+from tests import bench_gladly
+from tests.bench_common import (
+    WIDTH,
+    ChildFailed,
+    Measured,
+    Spread,
+    calls,
+    check_last_state,
+    count,
+    counts,
+    emit,
+    emulator_process,
+    load_average,
+    machine_lines,
+    measure,
+    mib,
+    remove_sqlite,
+    reset,
+    rss_floor_note,
+    section,
+    step,
+    stream_report,
+    table,
+    write_input,
+    write_json,
+)
+from tests.cli import BIN, CUSTOMER_MAPPING, customer
 
-#: Children run from here, so ``python -m tests.…`` works from any cwd.
-ROOT = Path(__file__).resolve().parents[1]
-STREAM = "customers"
-#: Taps built on singer-sdk emit a STATE every 10,000 records by default.
-STATE_EVERY = 10_000
-AIM_AGILLIC_VS_NOOP = 0.5
-AIM_RUN2_VS_RUN1 = 1 / 3
+AGILLIC_EMULATOR_FLAGS = ("--task-delay", "0", "--latency", "0")
+MILLION = 1_000_000
 WARM_UP_RECORDS = 10
-WARM_UP_LEDGER_KEYS = 1000
-
-
-@dataclass(frozen=True)
-class Measured:
-    """One child process: how long it ran, its peak RSS, what it printed."""
-
-    seconds: float
-    peak_rss_kb: int
-    stdout: str
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of the printed table."""
-
-    label: str
-    value: str
-    aim: str = ""
-
-
-class ChildFailed(RuntimeError):
-    """A measured program exited non-zero: its figures would mean nothing."""
-
-
-def child_env(workdir: Path) -> dict[str, str]:
-    """Bytecode written to and read from ``workdir``: warm starts, clean repo."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
-    return env
-
-
-def measure(argv: Sequence[str], workdir: Path, stdin: Path | None = None) -> Measured:
-    """Run ``argv`` to completion; ``os.wait4`` gives this child's own peak RSS.
-
-    Output goes to files rather than pipes so that nothing but ``wait4`` reaps
-    the child (``Popen.wait`` would, and lose its resource usage).
-    """
-    stdout_path, stderr_path = workdir / "child.stdout", workdir / "child.stderr"
-    with contextlib.ExitStack() as files:
-        stdin_file = files.enter_context(stdin.open("rb")) if stdin else None
-        stdout_file = files.enter_context(stdout_path.open("wb"))
-        stderr_file = files.enter_context(stderr_path.open("wb"))
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            argv,
-            stdin=stdin_file,
-            stdout=stdout_file,
-            stderr=stderr_file,
-            env=child_env(workdir),
-            cwd=ROOT,
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        tail = stderr_path.read_text(errors="replace")[-3000:]
-        raise ChildFailed(f"{' '.join(argv)} exited {proc.returncode}:\n{tail}")
-    return Measured(seconds, usage.ru_maxrss, stdout_path.read_text())
+#: Section 3: the emulator refuses these records for good (a Person Data rule).
+REFUSED_TIER = "refused"
+REFUSE_RULE = {"field": "TIER", "equals": REFUSED_TIER}
+REFUSE_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -118,265 +82,446 @@ class TargetRun:
     counts: dict[str, t.Any]
 
 
-def step(message: str) -> None:
-    """Progress on stderr, so a long run shows where it is; the table is stdout."""
-    print(f"bench: {message}", file=sys.stderr, flush=True)
+class Bench:
+    """The programs measured: the no-op targets and target-agillic."""
+
+    def __init__(self, workdir: Path, url: str) -> None:
+        self.workdir = workdir
+        self.url = url
+        self.stock_config = write_json(workdir / "noop-stock.json", {})
+        self.fast_config = write_json(
+            workdir / "noop-fast.json", {"validate_records": False}
+        )
+        self.ledgers = 0
+
+    def noop(self, source: Path, records: int, fast: bool = False) -> Measured:
+        """The stock no-op (default settings) or the fast one."""
+        argv = [sys.executable, "-m", "tests.bench_noop"]
+        if fast:
+            argv += ["--fast", "--config", str(self.fast_config)]
+        else:
+            argv += ["--config", str(self.stock_config)]
+        measured = measure(argv, self.workdir, stdin=source)
+        check_last_state(measured, records)
+        return measured
+
+    def fresh_config(self) -> Path:
+        """A target-agillic config (upsert, the default) on a new ledger file."""
+        self.ledgers += 1
+        name = f"ledger-{self.ledgers}"
+        config = {
+            "api_endpoint": self.url,
+            "developer_key": "demo-key",
+            "developer_secret": "demo-secret",
+            "field_mapping": CUSTOMER_MAPPING,
+            "ledger_url": f"sqlite:///{self.workdir / name}.sqlite",
+            "rejects_path": str(self.workdir / "rejects.jsonl"),
+            "report_path": str(self.workdir / "report.json"),
+        }
+        return write_json(self.workdir / f"{name}.json", config)
+
+    def drop_ledger(self, config: Path) -> None:
+        """Delete a config's ledger (at a million keys it is large)."""
+        remove_sqlite(self.workdir / f"{config.stem}.sqlite")
+        (self.workdir / "rejects.jsonl").unlink(missing_ok=True)
+
+    def agillic(
+        self, config: Path, source: Path, records: int, refuse: bool = False
+    ) -> TargetRun:
+        """One target-agillic run on an emulator reset just before it."""
+        reset(self.url, refuse=[REFUSE_RULE] if refuse else [])
+        argv = [str(BIN / "target-agillic"), "--config", str(config)]
+        measured = measure(argv, self.workdir, stdin=source)
+        check_last_state(measured, records)
+        report = stream_report(self.workdir / "report.json")
+        return TargetRun(measured, calls(self.url)["write_calls"], report)
+
+    def pair(
+        self, source: Path, records: int, refuse: bool = False
+    ) -> tuple[TargetRun, TargetRun]:
+        """Run 1 on a fresh ledger, then run 2 on the same input and ledger."""
+        config = self.fresh_config()
+        first = self.agillic(config, source, records, refuse)
+        second = self.agillic(config, source, records, refuse)
+        self.drop_ledger(config)
+        return first, second
+
+    def warm_up(self) -> None:
+        """Run every program once, so each measured run starts warm."""
+        source = write_input(self.workdir / "warm-up.jsonl", WARM_UP_RECORDS)
+        self.noop(source, WARM_UP_RECORDS)
+        self.noop(source, WARM_UP_RECORDS, fast=True)
+        config = self.fresh_config()
+        self.agillic(config, source, WARM_UP_RECORDS)
+        self.drop_ledger(config)
 
 
-def write_input(path: Path, records: int) -> Path:
-    """The one input file every target reads: SCHEMA, RECORDs, periodic STATEs.
-
-    Written a line at a time rather than with ``tests.cli.messages``: a child
-    process starts with its parent's peak RSS (Linux keeps the high-water
-    mark across fork and exec), so this process must stay small.
-    """
-    schema = {"schema": CUSTOMER_SCHEMA, "key_properties": ["email"]}
-    with path.open("w") as out:
-        out.write(json.dumps({"type": "SCHEMA", "stream": STREAM, **schema}) + "\n")
-        for i in range(records):
-            record = {"type": "RECORD", "stream": STREAM, "record": customer(i)}
-            out.write(json.dumps(record) + "\n")
-            if (i + 1) % STATE_EVERY == 0 or i + 1 == records:
-                out.write(state_line(STREAM, i + 1) + "\n")
-    return path
+def plural(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
-def write_json(path: Path, value: t.Any) -> Path:
-    path.write_text(json.dumps(value))
-    return path
+def ratio(numerators: Sequence[TargetRun], denominators: Sequence[Measured]) -> str:
+    """Median (min-max) of per-pair wall-time ratios."""
+    pairs = zip(numerators, denominators, strict=True)
+    return Spread.of(a.measured.seconds / b.seconds for a, b in pairs).show()
 
 
-def check_last_state(measured: Measured, records: int) -> None:
-    """A run that did not checkpoint every record did not finish its work."""
-    states = [json.loads(line) for line in measured.stdout.splitlines() if line]
-    offset = states[-1]["bookmarks"][STREAM]["offset"] if states else None
-    if offset != records:
-        raise ChildFailed(f"last STATE offset is {offset}, expected {records}")
+def program_row(
+    label: str, runs: Sequence[Measured], records: int, *cells: str
+) -> list[str]:
+    wall = Spread.of(m.seconds for m in runs)
+    return [
+        label,
+        str(len(runs)),
+        wall.show(spread=False),
+        Spread.of(m.cpu for m in runs).show(spread=False),
+        mib(Spread.of(m.peak_rss_kb for m in runs).median),
+        count(records / wall.median),
+        *cells,
+    ]
 
 
-def run_noop(source: Path, records: int, workdir: Path) -> Measured:
-    """The stock no-op target, default settings (empty config)."""
-    config = write_json(workdir / "noop-config.json", {})
-    argv = [sys.executable, "-m", "tests.bench_noop", "--config", str(config)]
-    measured = measure(argv, workdir, stdin=source)
-    check_last_state(measured, records)
-    return measured
+def section_1(bench: Bench, source: Path, records: int, pairs: int) -> str:
+    """Run 1 and run 2 against the stock and the fast no-op, interleaved."""
+    stock: list[Measured] = []
+    fast: list[Measured] = []
+    first: list[TargetRun] = []
+    second: list[TargetRun] = []
+    for i in range(pairs):
+        step(f"1. round {i + 1}/{pairs}: stock no-op, run 1, fast no-op, run 2")
+        stock.append(bench.noop(source, records))
+        config = bench.fresh_config()
+        first.append(bench.agillic(config, source, records))
+        fast.append(bench.noop(source, records, fast=True))
+        second.append(bench.agillic(config, source, records))
+        bench.drop_ledger(config)
+    step("1. closing stock no-op (pairs with the last run 2)")
+    stock.append(bench.noop(source, records))
+
+    header = [
+        "program",
+        "runs",
+        "wall s",
+        "CPU s",
+        "peak RSS MiB",
+        "records/s",
+        "writes",
+        "vs stock no-op",
+        "vs fast no-op",
+    ]
+    rows = [
+        program_row("stock no-op", stock, records, "-", "-", "-"),
+        program_row("fast no-op", fast, records, "-", "-", "-"),
+        program_row(
+            "agillic run 1",
+            [run.measured for run in first],
+            records,
+            counts(run.write_calls for run in first),
+            ratio(first, stock[:-1]),
+            ratio(first, fast),
+        ),
+        program_row(
+            "agillic run 2",
+            [run.measured for run in second],
+            records,
+            counts(run.write_calls for run in second),
+            ratio(second, stock[1:]),
+            ratio(second, fast),
+        ),
+    ]
+    delivered = counts(run.counts["delivered"] for run in first)
+    unchanged = counts(run.counts["unchanged"] for run in second)
+    notes = [
+        (
+            f"{records:,} records, one input file for every run; "
+            f"{plural(pairs, 'interleaved round')} of stock no-op, run 1, fast "
+            "no-op, run 2, then one more stock no-op."
+        ),
+        (
+            "stock no-op: singer-sdk Target with a no-op BatchSink and default "
+            "settings. fast no-op: the same with singer_sdk.contrib.msgspec."
+            "MsgSpecReader and validate_records: false."
+        ),
+        (
+            "run 1: fresh ledger. run 2: same input, the ledger run 1 left. The "
+            "emulator (own process, no latency, task delay 0) is reset before every "
+            "run; writes: its write calls (GET /_emulator/calls) after the run."
+        ),
+        (
+            "vs stock / fast no-op: wall-time ratio, the median of per-pair "
+            "ratios, each from two runs measured back to back (run 1 after its stock no-op, before its fast no-op; run 2 "
+            "after the fast no-op, before the next stock no-op), with min-max."
+        ),
+        (
+            "wall, CPU (user+sys of the process) and peak RSS (os.wait4): medians; "
+            "records/s = records / median wall."
+        ),
+        f"reports: run 1 delivered {delivered}; run 2 unchanged {unchanged}.",
+    ]
+    title = "1. target-agillic against singer-sdk no-op targets"
+    return section(title, notes, table(header, rows))
 
 
-@contextlib.contextmanager
-def agillic_emulator(workdir: Path) -> Iterator[str]:
-    """The emulator in its own process (no task delay, no latency); yields its URL."""
-    argv = [sys.executable, "-m", "delivery_emulators.agillic"]
-    argv += ["--task-delay", "0", "--latency", "0"]
-    env = child_env(workdir)
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("listening on "):
-            raise ChildFailed(f"the Agillic emulator did not start: {line!r}")
-        yield line.removeprefix("listening on ").strip()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+def scale_row(
+    size: int, first: Sequence[TargetRun], second: Sequence[TargetRun]
+) -> list[str]:
+    """Run 1's time per record and CPU shares; both runs' peak RSS."""
+    runs = [run.measured for run in first]
+    return [
+        f"{size:,}",
+        plural(len(runs), "pair"),
+        Spread.of(m.seconds / size * 1e6 for m in runs).show("{:.1f}"),
+        Spread.of(m.cpu / m.seconds * 100 for m in runs).show("{:.0f}%", spread=False),
+        Spread.of(m.system / m.seconds * 100 for m in runs).show(
+            "{:.1f}%", spread=False
+        ),
+        mib(Spread.of(m.peak_rss_kb for m in runs).median),
+        mib(Spread.of(run.measured.peak_rss_kb for run in second).median),
+    ]
 
 
-def emulator_write_calls(url: str) -> int:
-    """Writes the emulator has answered so far (its control endpoint)."""
-    with urllib.request.urlopen(f"{url}/_emulator/calls", timeout=10) as response:
-        return int(json.load(response)["write_calls"])
-
-
-def agillic_config(url: str, workdir: Path, name: str) -> Path:
-    """Upsert (the default mode); runs with the same ``name`` share a ledger."""
-    config = {
-        "api_endpoint": url,
-        "developer_key": "demo-key",
-        "developer_secret": "demo-secret",
-        "field_mapping": CUSTOMER_MAPPING,
-        "ledger_url": f"sqlite:///{workdir / name}-ledger.sqlite",
-        "rejects_path": str(workdir / "rejects.jsonl"),
-        "report_path": str(workdir / "report.json"),
+def section_2(
+    bench: Bench, source: Path, records: int, pairs: int, million: bool
+) -> str:
+    """Run 1 and run 2 at records / 10 and records (interleaved), and at 1M."""
+    small = max(1, records // 10)
+    small_source = write_input(bench.workdir / "input-small.jsonl", small)
+    results: dict[int, tuple[list[TargetRun], list[TargetRun]]] = {
+        small: ([], []),
+        records: ([], []),
     }
-    return write_json(workdir / f"{name}-config.json", config)
-
-
-def run_agillic(
-    config: Path, source: Path, records: int, url: str, workdir: Path
-) -> TargetRun:
-    """One target-agillic run; write calls are this run's share of the total."""
-    before = emulator_write_calls(url)
-    argv = [str(BIN / "target-agillic"), "--config", str(config)]
-    measured = measure(argv, workdir, stdin=source)
-    check_last_state(measured, records)
-    report = json.loads((workdir / "report.json").read_text())
-    counts = report["streams"][STREAM]
-    return TargetRun(measured, emulator_write_calls(url) - before, counts)
-
-
-def run_ledger(keys: int, workdir: Path) -> tuple[Measured, dict[str, float]]:
-    """The ledger alone at ``keys`` keys, in a fresh process and SQLite file.
-
-    The file is deleted afterwards: at a million keys it is large, and the
-    next measurement must start from an empty one.
-    """
-    db = workdir / "ledger-alone.sqlite"
-    argv = [sys.executable, "-m", "tests.bench_ledger", "--keys", str(keys)]
-    try:
-        measured = measure([*argv, "--db", str(db)], workdir)
-    finally:
-        for path in workdir.glob(f"{db.name}*"):
-            path.unlink()
-    return measured, json.loads(measured.stdout)
-
-
-def seconds(value: float) -> str:
-    return f"{value:.2f} s"
-
-
-def megabytes(kilobytes: int) -> str:
-    return f"{kilobytes / 1024:.1f} MiB"
-
-
-def ratio(numerator: float, denominator: float) -> str:
-    return f"{numerator / denominator:.2f}" if denominator else "n/a"
-
-
-def aim(text: str, met: bool) -> str:
-    """An aim, marked so a reader sees at once whether this run met it."""
-    return f"{text} {'met' if met else 'MISSED'}"
-
-
-def aim_row(label: str, value: float, limit: float) -> Row:
-    """A ratio whose aim is an upper limit."""
-    return Row(label, f"{value:.2f}", aim(f"<= {limit:.2f}", value <= limit))
-
-
-def process_rows(label: str, measured: Measured, records: int) -> list[Row]:
-    """Wall time, throughput and peak RSS of one target process."""
-    return [
-        Row(f"{label} wall", seconds(measured.seconds)),
-        Row(f"{label} records/s", f"{records / measured.seconds:,.0f}"),
-        Row(f"{label} peak RSS", megabytes(measured.peak_rss_kb)),
+    for i in range(pairs):
+        step(f"2. round {i + 1}/{pairs}: run 1 and run 2 at {small:,}, {records:,}")
+        for size, path in ((small, small_source), (records, source)):
+            first, second = bench.pair(path, size)
+            results[size][0].append(first)
+            results[size][1].append(second)
+    small_source.unlink()
+    rows = [scale_row(size, first, second) for size, (first, second) in results.items()]
+    if million and records < MILLION:
+        step(f"2. writing {MILLION:,} records")
+        big = write_input(bench.workdir / "input-1m.jsonl", MILLION)
+        step(f"2. run 1 and run 2 at {MILLION:,} records (one pair)")
+        first, second = bench.pair(big, MILLION)
+        big.unlink()
+        rows.append(scale_row(MILLION, [first], [second]))
+    header = [
+        "records",
+        "runs",
+        "run 1 us/record",
+        "CPU/wall",
+        "sys/wall",
+        "run 1 peak RSS MiB",
+        "run 2 peak RSS MiB",
     ]
-
-
-def target_rows(
-    records: int, noop: Measured, first: TargetRun, second: TargetRun
-) -> list[Row]:
-    """The no-op yardstick, both target-agillic runs and their ratios."""
-    run2_writes = second.write_calls
-    return [
-        Row("input records", f"{records:,}"),
-        *process_rows("stock no-op", noop, records),
-        *process_rows("agillic run 1", first.measured, records),
-        Row("agillic run 1 write calls", f"{first.write_calls:,}"),
-        Row("agillic run 1 delivered", f"{first.counts['delivered']:,}"),
-        aim_row(
-            "agillic / no-op wall",
-            first.measured.seconds / noop.seconds,
-            AIM_AGILLIC_VS_NOOP,
+    notes = [
+        f"Rounds of run 1 and run 2 at {small:,} then at {records:,} records, "
+        f"{plural(pairs, 'round')} interleaved (their own runs, not section 1's); "
+        f"{MILLION:,} records: one pair only"
+        + (" (skipped: --skip-1m)." if not million else "."),
+        (
+            "us/record: run 1 wall time / records, median of the rounds (min-max). "
+            "CPU/wall and sys/wall: run 1's user+sys and its system CPU time as a "
+            "share of its wall time (median). Peak RSS (os.wait4): median."
         ),
-        *process_rows("agillic run 2", second.measured, records),
-        Row(
-            "agillic run 2 write calls", f"{run2_writes:,}", aim("= 0", not run2_writes)
+        (
+            "Run 1 on a fresh ledger, run 2 on the same input and ledger; the "
+            "emulator is reset before every run."
         ),
-        Row("agillic run 2 unchanged", f"{second.counts['unchanged']:,}"),
-        aim_row(
-            "run 2 / run 1 wall",
-            second.measured.seconds / first.measured.seconds,
-            AIM_RUN2_VS_RUN1,
-        ),
-        Row("run 2 / run 1 write calls", ratio(run2_writes, first.write_calls)),
     ]
+    title = "2. target-agillic at scale: peak RSS and wall time per record"
+    return section(title, notes, table(header, rows))
 
 
-def ledger_rows(results: dict[int, tuple[Measured, dict[str, float]]]) -> list[Row]:
-    """Peak RSS and timings per key count, and how much the RSS grew."""
-    rows = []
-    for keys, (measured, timings) in results.items():
-        rows += [
-            Row(f"ledger peak RSS at {keys:,} keys", megabytes(measured.peak_rss_kb)),
-            Row(f"ledger write {keys:,} keys", seconds(timings["write_seconds"])),
-            Row(f"ledger lookup {keys:,} keys", seconds(timings["lookup_seconds"])),
-        ]
-    smallest, largest = results[min(results)][0], results[max(results)][0]
-    growth = ratio(largest.peak_rss_kb, smallest.peak_rss_kb)
-    rows.append(Row("ledger peak RSS, most / fewest keys", growth, "~1.00 (flat)"))
-    return rows
+def refused_every_tenth(i: int) -> dict[str, t.Any]:
+    """Every tenth customer has the tier the emulator refuses."""
+    if i % REFUSE_EVERY == REFUSE_EVERY - 1:
+        return customer(i, tier=REFUSED_TIER)
+    return customer(i)
 
 
-def render(rows: Sequence[Row]) -> str:
-    """A plain aligned table (label, value, aim) under a note on the RSS floor."""
-    width = max(len(row.label) for row in rows)
-    value_width = max(len(row.value) for row in rows)
-    lines = [
-        f"{row.label:<{width}}  {row.value:>{value_width}}  {row.aim}".rstrip()
-        for row in rows
-    ]
-    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    header = (
-        f"python {platform.python_version()}, {os.cpu_count()} CPUs, warm starts; "
-        f"peak RSS cannot read below {megabytes(floor)} (this process's own peak)"
+def section_3(bench: Bench, records: int, pairs: int) -> str:
+    """Run 1 meets permanent refusals; run 2 must not send them again."""
+    source = write_input(
+        bench.workdir / "input-refused.jsonl", records, refused_every_tenth
     )
-    return "\n".join([header, *lines])
+    first: list[TargetRun] = []
+    second: list[TargetRun] = []
+    for i in range(pairs):
+        step(f"3. round {i + 1}/{pairs}: run 1 and run 2 with refusals")
+        one, two = bench.pair(source, records, refuse=True)
+        first.append(one)
+        second.append(two)
+    source.unlink()
 
+    def row(label: str, runs: list[TargetRun], vs_run_1: str) -> list[str]:
+        measured = [run.measured for run in runs]
+        return [
+            label,
+            str(len(runs)),
+            Spread.of(m.seconds for m in measured).show(spread=False),
+            Spread.of(m.cpu for m in measured).show(spread=False),
+            counts(run.write_calls for run in runs),
+            *(
+                counts(run.counts[name] for run in runs)
+                for name in ("delivered", "unchanged", "rejected", "quarantined")
+            ),
+            vs_run_1,
+        ]
 
-def warm_up(workdir: Path, url: str) -> None:
-    """Run every measured program once, so each measured run starts warm."""
-    source = write_input(workdir / "warm-up.jsonl", WARM_UP_RECORDS)
-    run_noop(source, WARM_UP_RECORDS, workdir)
-    config = agillic_config(url, workdir, "warm-up")
-    run_agillic(config, source, WARM_UP_RECORDS, url, workdir)
-    run_ledger(WARM_UP_LEDGER_KEYS, workdir)
-
-
-def run_all(records: int, ledger_keys: Sequence[int], workdir: Path) -> list[Row]:
-    """Every measurement, in an order where no two programs run at once."""
-    step(f"writing {records:,} records")
-    source = write_input(workdir / "input.jsonl", records)
-    with agillic_emulator(workdir) as url:
-        step("warming up (bytecode cache)")
-        warm_up(workdir, url)
-        step("stock no-op target")
-        noop = run_noop(source, records, workdir)
-        config = agillic_config(url, workdir, "bench")
-        step("target-agillic run 1 (fresh ledger)")
-        first = run_agillic(config, source, records, url, workdir)
-        step("target-agillic run 2 (unchanged input)")
-        second = run_agillic(config, source, records, url, workdir)
-    ledgers = {}
-    for keys in sorted(ledger_keys):
-        step(f"ledger with {keys:,} keys")
-        ledgers[keys] = run_ledger(keys, workdir)
-    return target_rows(records, noop, first, second) + ledger_rows(ledgers)
-
-
-def key_counts(text: str) -> list[int]:
-    return [int(part) for part in text.split(",") if part.strip()]
+    header = [
+        "program",
+        "runs",
+        "wall s",
+        "CPU s",
+        "writes",
+        "delivered",
+        "unchanged",
+        "rejected",
+        "quarantined",
+        "wall / run 1",
+    ]
+    vs_run_1 = Spread.of(
+        b.measured.seconds / a.measured.seconds for a, b in zip(first, second)
+    ).show()
+    rows = [
+        row("agillic run 1", first, "-"),
+        row("agillic run 2", second, vs_run_1),
+    ]
+    refused = records // REFUSE_EVERY
+    notes = [
+        (
+            f"{records:,} records, {refused:,} of them (every tenth) with TIER "
+            f"'{REFUSED_TIER}', which the emulator refuses for good (POST "
+            '/_emulator/config {"refuse": {"field": "TIER", "equals": '
+            f'"{REFUSED_TIER}"}}}} after every reset).'
+        ),
+        (
+            f"{plural(pairs, 'round')} of run 1 (fresh ledger) and run 2 (same "
+            "input and ledger), the emulator reset before each run. writes: the "
+            "emulator's write calls (GET /_emulator/calls) during the run; "
+            "delivered to quarantined: the run report JSON."
+        ),
+        (
+            "wall / run 1: median of per-round ratios of run 2 to the run 1 just "
+            "before it, with min-max. wall and CPU (user+sys): medians."
+        ),
+    ]
+    title = "3. Quarantine: records refused for good are not sent again"
+    return section(title, notes, table(header, rows))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m tests.bench",
-        description="Throughput figures for target-agillic (prints, never asserts).",
+        description="Benchmark of target-agillic and target-gladly (prints, never "
+        "asserts).",
     )
-    parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument(
-        "--ledger-keys",
-        type=key_counts,
-        default=[100_000, 1_000_000],
-        help="comma-separated key counts for the ledger memory figure",
+        "--records",
+        type=int,
+        default=100_000,
+        help="records in sections 1 to 3; section 2 also uses a tenth of it "
+        "(default 100000)",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--pairs", type=int, default=5, help="interleaved rounds (default 5)"
+    )
+    parser.add_argument(
+        "--skip-1m", action="store_true", help="leave out the 1,000,000-record pair"
+    )
+    parser.add_argument(
+        "--skip-gladly", action="store_true", help="leave out section 4"
+    )
+    parser.add_argument(
+        "--gladly-records",
+        type=int,
+        default=bench_gladly.RECORDS,
+        help=f"records per target-gladly run (default {bench_gladly.RECORDS})",
+    )
+    args = parser.parse_args(argv)
+    if args.records < 10 or args.pairs < 1 or args.gladly_records < 1:
+        parser.error("--records must be at least 10, --pairs and --gladly-records 1")
+    return args
+
+
+def header(args: argparse.Namespace) -> str:
+    """What was measured, where and how: printed before the first section."""
+    options = f"--records {args.records} --pairs {args.pairs}"
+    options += " --skip-1m" if args.skip_1m else ""
+    options += " --skip-gladly" if args.skip_gladly else ""
+    options += f" --gladly-records {args.gladly_records}"
+    method = textwrap.fill(
+        "every program is its own child process, run alone: wall time from "
+        "start to exit, user+sys CPU and peak RSS from os.wait4. Each starts "
+        "warm (one warm-up run first, bytecode cached with PYTHONPYCACHEPREFIX). "
+        "The emulators run in processes of their own, so their CPU is not the "
+        "target's. Figures are medians of interleaved rounds unless a table "
+        "says otherwise.",
+        WIDTH,
+        initial_indent="method:   ",
+        subsequent_indent=" " * 10,
+    )
+    title = "Benchmark of target-agillic and target-gladly (nox -s bench)"
+    return "\n".join(
+        [
+            f"{title}: figures only, nothing is asserted",
+            *machine_lines(),
+            f"options:  {options}",
+            method,
+        ]
+    )
+
+
+def timed(label: str, produce: Callable[[], str]) -> None:
+    """Print a section as soon as it is measured, with how long it took."""
+    started = time.perf_counter()
+    text = produce()
+    emit(text)
+    emit(f"  ({label} took {time.perf_counter() - started:.0f} s)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    started = time.perf_counter()
+    emit(header(args))
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        rows = run_all(args.records, args.ledger_keys, Path(tmp))
-    print(render(rows))
+        workdir = Path(tmp)
+        step(f"writing {args.records:,} records")
+        source = write_input(workdir / "input.jsonl", args.records)
+        with emulator_process(
+            "delivery_emulators.agillic", AGILLIC_EMULATOR_FLAGS, workdir
+        ) as url:
+            bench = Bench(workdir, url)
+            step("warming up (bytecode cache)")
+            bench.warm_up()
+            timed(
+                "section 1",
+                lambda: section_1(bench, source, args.records, args.pairs),
+            )
+            timed(
+                "section 2",
+                lambda: section_2(
+                    bench, source, args.records, args.pairs, not args.skip_1m
+                ),
+            )
+            source.unlink()
+            timed("section 3", lambda: section_3(bench, args.records, args.pairs))
+        if not args.skip_gladly:
+            timed(
+                "section 4",
+                lambda: bench_gladly.run_section(workdir, args.gladly_records),
+            )
+    emit("")
+    emit(rss_floor_note())
+    emit(
+        f"Whole bench: {time.perf_counter() - started:.0f} s; {load_average()} "
+        "at the end."
+    )
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ChildFailed as failed:
+        raise SystemExit(f"bench: a measured program failed: {failed}") from None
