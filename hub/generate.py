@@ -250,7 +250,7 @@ def meltano_settings(info: dict[str, t.Any]) -> dict[str, t.Any]:
 
 def dump(data: t.Any) -> str:
     """YAML as the Hub lints it: block style, two spaces, sequences unindented."""
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=88)
+    return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=88))
 
 
 def update_meltano_yml(text: str, target: str, info: dict[str, t.Any]) -> str:

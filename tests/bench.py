@@ -382,7 +382,8 @@ def section_3(bench: Bench, records: int, pairs: int) -> str:
         "wall / run 1",
     ]
     vs_run_1 = Spread.of(
-        b.measured.seconds / a.measured.seconds for a, b in zip(first, second)
+        b.measured.seconds / a.measured.seconds
+        for a, b in zip(first, second, strict=True)
     ).show()
     rows = [
         row("agillic run 1", first, "-"),

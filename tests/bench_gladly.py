@@ -25,7 +25,6 @@ import json
 import sys
 import tempfile
 import time
-import typing as t
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -237,7 +236,7 @@ def run_section(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=t.cast(str, __doc__).splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--records", type=int, default=RECORDS)
     args = parser.parse_args(argv)
     emit("\n".join(machine_lines()))

@@ -21,6 +21,7 @@ from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.sinks import BatchSink
+from typing_extensions import override
 
 FAST_FLAG = "--fast"
 
@@ -28,6 +29,7 @@ FAST_FLAG = "--fast"
 class NoopSink(BatchSink):
     """Accepts every batch and drops it."""
 
+    @override
     def process_batch(self, context: dict[str, t.Any]) -> None:
         """Nothing to write: only the SDK's own per-record work is measured."""
 

@@ -47,7 +47,8 @@ def test_bench_prints_every_table_and_run_2_writes_nothing(
     )
     output = capsys.readouterr().out
 
-    assert "python:" in output and "--records 300 --pairs 1" in output
+    assert "python:" in output
+    assert "--records 300 --pairs 1" in output
     first = table_rows(output, "1.")
     assert set(first) == {"stock no-op", "fast no-op", "agillic run 1", "agillic run 2"}
     # runs, wall, CPU, RSS, records/s, writes, vs stock, vs fast
@@ -55,7 +56,8 @@ def test_bench_prints_every_table_and_run_2_writes_nothing(
     assert first["agillic run 1"][5] == "1"
     assert first["agillic run 2"][5] == "0"
     for row in ("agillic run 1", "agillic run 2"):
-        assert float(first[row][6]) > 0 and float(first[row][7]) > 0
+        assert float(first[row][6]) > 0
+        assert float(first[row][7]) > 0
     assert f"run 1 delivered {RECORDS:,}; run 2 unchanged {RECORDS:,}" in output
 
     scale = table_rows(output, "2.")

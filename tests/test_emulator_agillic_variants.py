@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+from typing_extensions import override
 
 from delivery_emulators import AgillicEmulator, EmulatorServer
 from delivery_emulators.base import Response
@@ -540,6 +541,7 @@ class BodilessEmulator(EmulatorServer):
         self.route("POST", "/created", lambda request: self._write(201))
         self.route("PATCH", "/updated", lambda request: self._write(204))
 
+    @override
     def error(self, status: int, message: str, code: str | None = None) -> Response:
         return Response(status, {"error": message})
 

@@ -104,7 +104,7 @@ def test_rate_limit_scope_refuses_unknown_values(
     refused = gladly("POST", "/_emulator/config", json={"rate_limit_scope": "global"})
     assert refused.status_code == 400
     assert "per_method, shared" in refused.json()["error"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rate_limit_scope must be one of"):
         GladlyEmulator(rate_limit_scope="global")
     assert gladly_emulator.rate_limit_scope == "per_method"
 

@@ -196,7 +196,7 @@ def test_hub_definition_declares_exactly_the_targets_settings(target: str) -> No
 @pytest.mark.parametrize("target", TARGETS)
 def test_hub_definition_follows_the_hubs_conventions(target: str) -> None:
     definition = hub(target)
-    assert HUB_REQUIRED <= set(definition)
+    assert set(definition) >= HUB_REQUIRED
     assert (definition["name"], definition["executable"]) == (target, target)
     assert definition["namespace"] == target.replace("-", "_")
     assert definition["pip_url"] == target  # from PyPI; it pulls in singer-delivery
@@ -204,7 +204,8 @@ def test_hub_definition_follows_the_hubs_conventions(target: str) -> None:
     assert list(definition) == sorted(definition)
     for setting in definition["settings"]:
         assert list(setting) == sorted(setting), setting["name"]
-        assert setting["label"] and setting["description"], setting["name"]
+        assert setting["label"], setting["name"]
+        assert setting["description"], setting["name"]
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import typing as t
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,10 @@ README = (ROOT / "README.md").read_text()
 BIN = Path(sys.executable).parent
 
 
-def about(target: str) -> dict:
+def about(target: str) -> dict[str, t.Any]:
     output = subprocess.check_output([str(BIN / target), "--about", "--format", "json"])
-    return json.loads(output)
+    about: dict[str, t.Any] = json.loads(output)
+    return about
 
 
 def table_rows(target: str) -> dict[str, tuple[str, str]]:

@@ -9,9 +9,11 @@ from pathlib import Path
 from singer_sdk.testing import target_tests as sdk
 from singer_sdk.testing.runners import TargetTestRunner
 from singer_sdk.testing.suites import SingerTestSuite
+from singer_sdk.testing.templates import TargetTestTemplate
+from typing_extensions import override
 
 #: The SDK's target tests that apply to an API target, in the SDK's order.
-SDK_TESTS: list[type] = [
+SDK_TESTS: list[type[TargetTestTemplate]] = [
     sdk.TargetArrayData,
     sdk.TargetCamelcaseComplexSchema,
     sdk.TargetCamelcaseTest,
@@ -37,12 +39,15 @@ class RecordMissingKeyIsRejected(sdk.TargetRecordMissingKeyProperty):
     these targets reject it with a reason and go on (taps that leave out null
     columns send such records). ``validate`` checks the reject."""
 
+    @override
     def test(self) -> None:
         """Run the sample without expecting the SDK's exception."""
         self.runner.sync_all()
 
 
-def suite_with(*checked: type) -> SingerTestSuite:
+def suite_with(
+    *checked: type[TargetTestTemplate],
+) -> SingerTestSuite[TargetTestTemplate]:
     """The SDK's tests, each replaced by the subclass that validates it, if any."""
     replacement = {base: cls for cls in checked for base in cls.__mro__[1:]}
     return SingerTestSuite(

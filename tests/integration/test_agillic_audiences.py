@@ -124,7 +124,8 @@ def test_sigterm_mid_stream_removes_nothing(
 ) -> None:
     run_ok("target-agillic", vip_config, audience(range(200)), tmp_path)
     proc = start_target("target-agillic", vip_config, tmp_path)
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
+    assert proc.stdout is not None
     partial = audience(range(20), state_every=10)
     proc.stdin.write("\n".join(partial[:-1]) + "\n")
     proc.stdin.flush()
@@ -406,7 +407,8 @@ def test_dry_run_plans_rows_against_recipients_the_run_would_create(
     ]
     assert plan[-1]["totals"] == {"create": 40, "reject": 1}
     [reject] = [line for line in plan[:-1] if line["action"] == "reject"]
-    assert reject["stream"] == "orders" and reject["reason"] == "recipient_not_found"
+    assert reject["stream"] == "orders"
+    assert reject["reason"] == "recipient_not_found"
 
     real = run_target("target-agillic", routed_config, lines, tmp_path)
     assert real.returncode == 0, real.stderr

@@ -31,7 +31,9 @@ def emails(indexes: t.Iterable[int]) -> set[str]:
 
 
 def report_of(tmp_path: Path, stream: str = "gone") -> dict[str, t.Any]:
-    return json.loads((tmp_path / "report.json").read_text())["streams"][stream]
+    report = json.loads((tmp_path / "report.json").read_text())
+    streams: dict[str, dict[str, t.Any]] = report["streams"]
+    return streams[stream]
 
 
 @pytest.fixture

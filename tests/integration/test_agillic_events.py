@@ -67,7 +67,9 @@ def rejects_of(tmp_path: Path) -> list[dict[str, t.Any]]:
 
 
 def report_of(tmp_path: Path, stream: str = "orders") -> dict[str, t.Any]:
-    return json.loads((tmp_path / "report.json").read_text())["streams"][stream]
+    report = json.loads((tmp_path / "report.json").read_text())
+    streams: dict[str, dict[str, t.Any]] = report["streams"]
+    return streams[stream]
 
 
 def fired(emulator: AgillicEmulator) -> list[tuple[str, dict[str, t.Any]]]:
@@ -114,7 +116,7 @@ def test_each_record_fires_its_event_once_with_its_context(
     ]
 
     def by_order(event: tuple[str, dict[str, t.Any]]) -> str:
-        return event[1]["ORDER_ID"]
+        return str(event[1]["ORDER_ID"])
 
     assert sorted(fired(agillic_emulator), key=by_order) == sorted(
         expected, key=by_order
@@ -209,7 +211,7 @@ def test_recipients_and_their_events_in_one_run_in_either_order(
 def test_an_unknown_event_name_is_rejected_for_good(
     agillic_emulator: AgillicEmulator, event_config: Config, tmp_path: Path
 ) -> None:
-    agillic_emulator.known_events = {EVENT}
+    agillic_emulator.known_events = [EVENT]
     run_ok("target-agillic", event_config, customers(range(3)), tmp_path)
     config = {
         **with_orders(event_config, event_name="ORDER_PLACD"),

@@ -163,7 +163,8 @@ def test_crash_and_resume_delivers_every_record_exactly_once(
     lines = messages(rows, state_every=1000)
     config = {**agillic_config, "batch_size_rows": 500, "max_concurrency": 4}
     proc = start_target("target-agillic", config, tmp_path)
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
+    assert proc.stdout is not None
 
     def feed() -> None:
         try:

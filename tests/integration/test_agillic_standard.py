@@ -16,6 +16,7 @@ import pytest
 from singer_sdk.testing import get_target_test_class
 from singer_sdk.testing import target_tests as sdk
 from singer_sdk.testing.runners import TargetTestRunner
+from typing_extensions import override
 
 from delivery_emulators import AgillicEmulator
 from target_agillic.target import TargetAgillic
@@ -60,6 +61,7 @@ class Checked:
 
 
 class ArrayData(Checked, sdk.TargetArrayData):
+    @override
     def validate(self) -> None:
         assert self.stored == {}
         assert [r["reason"] for r in self.rejects] == ["unsupported_value"] * 4
@@ -67,6 +69,7 @@ class ArrayData(Checked, sdk.TargetArrayData):
 
 
 class CamelcaseComplexSchema(Checked, sdk.TargetCamelcaseComplexSchema):
+    @override
     def validate(self) -> None:
         # the sample holds only SCHEMA messages: nothing to write, nothing refused
         assert self.stored == {}
@@ -74,6 +77,7 @@ class CamelcaseComplexSchema(Checked, sdk.TargetCamelcaseComplexSchema):
 
 
 class Camelcase(Checked, sdk.TargetCamelcaseTest):
+    @override
     def validate(self) -> None:
         assert self.stored == {
             "1": {"Id": "1", "clientName": "Gitter Windows Desktop App"},
@@ -82,6 +86,7 @@ class Camelcase(Checked, sdk.TargetCamelcaseTest):
 
 
 class DuplicateRecords(Checked, sdk.TargetDuplicateRecords):
+    @override
     def validate(self) -> None:
         assert self.stored == {
             "1": {"id": 1, "metric": 100},
@@ -90,6 +95,7 @@ class DuplicateRecords(Checked, sdk.TargetDuplicateRecords):
 
 
 class EncodedStringData(Checked, sdk.TargetEncodedStringData):
+    @override
     def validate(self) -> None:
         assert self.stored["2"]["info"] == "απλή συμβολοσειρά"
         assert self.stored["3"]["info"] == "简单的字串"
@@ -101,6 +107,7 @@ class EncodedStringData(Checked, sdk.TargetEncodedStringData):
 
 
 class NoPrimaryKeys(Checked, sdk.TargetNoPrimaryKeys):
+    @override
     def validate(self) -> None:
         assert {k: v["metric"] for k, v in self.stored.items()} == {
             "1": 11,
@@ -110,6 +117,7 @@ class NoPrimaryKeys(Checked, sdk.TargetNoPrimaryKeys):
 
 
 class OptionalAttributes(Checked, sdk.TargetOptionalAttributes):
+    @override
     def validate(self) -> None:
         assert self.stored["1"]["optional"] == "This is optional"
         assert "optional" not in self.stored["2"]
@@ -117,12 +125,14 @@ class OptionalAttributes(Checked, sdk.TargetOptionalAttributes):
 
 
 class PrimaryKeyUpdates(Checked, sdk.TargetPrimaryKeyUpdates):
+    @override
     def validate(self) -> None:
         assert self.stored["1"]["email"] == "alice@example.com"
         assert self.stored["2"]["name"] == "Bob"
 
 
 class RecordMissingKeyProperty(Checked, RecordMissingKeyIsRejected):
+    @override
     def validate(self) -> None:
         assert self.stored == {}
         assert [r["reason"] for r in self.rejects] == ["missing_recipient_id"]
@@ -130,6 +140,7 @@ class RecordMissingKeyProperty(Checked, RecordMissingKeyIsRejected):
 
 
 class RecordMissingOptionalFields(Checked, sdk.TargetRecordMissingOptionalFields):
+    @override
     def validate(self) -> None:
         assert self.stored == {
             "1": {"id": 1, "optional": "now you see me"},
@@ -138,12 +149,14 @@ class RecordMissingOptionalFields(Checked, sdk.TargetRecordMissingOptionalFields
 
 
 class RecordMissingRequiredProperty(Checked, sdk.TargetRecordMissingRequiredProperty):
+    @override
     def validate(self) -> None:
         assert self.stored == {}
         assert [r["reason"] for r in self.rejects] == ["invalid_record"]
 
 
 class SchemaNoProperties(Checked, sdk.TargetSchemaNoProperties):
+    @override
     def validate(self) -> None:
         assert self.stored == {}
         assert {r["reason"] for r in self.rejects} <= {
@@ -154,6 +167,7 @@ class SchemaNoProperties(Checked, sdk.TargetSchemaNoProperties):
 
 
 class SchemaUpdates(Checked, sdk.TargetSchemaUpdates):
+    @override
     def validate(self) -> None:
         assert sorted(self.stored) == ["1", "2"]
         assert self.stored["2"]["a3"] is True
@@ -162,6 +176,7 @@ class SchemaUpdates(Checked, sdk.TargetSchemaUpdates):
 
 
 class SpecialCharsInAttributes(Checked, sdk.TargetSpecialCharsInAttributes):
+    @override
     def validate(self) -> None:
         assert self.stored == {}
         assert [r["key"] for r in self.rejects] == ["_id=a2e98886"]

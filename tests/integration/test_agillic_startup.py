@@ -93,7 +93,8 @@ def test_state_is_written_only_after_the_records_before_it_are_delivered(
     agillic_emulator.configure(task_delay=1.0)
     lines = messages([customer(i) for i in range(20)])[:-1]
     proc = start_target("target-agillic", agillic_config, tmp_path)
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
+    assert proc.stdout is not None
     proc.stdin.write("\n".join([*lines, state_line("customers", 20)]) + "\n")
     proc.stdin.flush()
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from delivery_emulators import AgillicEmulator, GladlyEmulator
-from tests.cli import customer, messages, run_ok, run_target
+from tests.cli import Result, customer, messages, run_ok, run_target
 
 Config = dict[str, t.Any]
 TASK = "GET /recipients/v2/task/{task_id}"
 
 
-def everything_written(result: t.Any, tmp_path: Path) -> str:
+def everything_written(result: Result, tmp_path: Path) -> str:
     """Every byte the run left where a person or a log collector could read it."""
     files = [tmp_path / "rejects.jsonl", tmp_path / "report.json"]
     return result.stdout + result.stderr + "".join(p.read_text() for p in files)
@@ -182,7 +182,8 @@ def test_a_run_that_loses_its_postgres_lock_stops_before_writing_again(
     agillic_emulator.configure(task_delay=2)
     config = {**agillic_config, "ledger_url": postgres_url, "batch_size_rows": 100}
     proc = start_target("target-agillic", config, tmp_path)
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
+    assert proc.stdout is not None
     lines = messages([customer(i) for i in range(300)], state_every=100)
     proc.stdin.write("\n".join(lines[:102]) + "\n")  # SCHEMA, 100 records, STATE
     proc.stdin.flush()

@@ -24,8 +24,10 @@ TOKEN = "POST /oauth2/token"
         ({"developer_secret": "   "}, None),
         (
             {"developer_secret": None},
-            "developer_secret is required (in the config, or the "
-            "TARGET_AGILLIC_DEVELOPER_SECRET environment variable)",
+            (
+                "developer_secret is required (in the config, or the "
+                "TARGET_AGILLIC_DEVELOPER_SECRET environment variable)"
+            ),
         ),
         ({"api_endpoint": "http://127.0.0.1:{port}/v2"}, "without a path"),
         ({"max_concurrency": "lots"}, "max_concurrency must be an integer"),

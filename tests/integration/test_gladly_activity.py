@@ -18,7 +18,7 @@ from tests.cli import messages, run_ok, run_target, start_target
 
 Config = dict[str, t.Any]
 STREAM = "activities"
-SCHEMA = {
+SCHEMA: dict[str, t.Any] = {
     "type": "object",
     "properties": {
         "activity_id": {"type": "integer"},
@@ -161,7 +161,8 @@ def test_a_run_killed_part_way_and_resumed_from_its_state_adds_each_item_once(
         "max_requests_per_second": 25,
     }
     proc = start_target("target-gladly", config, tmp_path)
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
+    assert proc.stdout is not None
 
     def feed() -> None:
         try:
@@ -222,7 +223,8 @@ def test_activities_over_gladlys_limits_are_rejected_with_their_reasons(
     assert reasons.keys() == {f"activity_id={n}" for n in range(1, 9)}
     reason, message = reasons["activity_id=1"]
     assert reason == "title_too_long"
-    assert "101 characters" in message and "at most 100" in message
+    assert "101 characters" in message
+    assert "at most 100" in message
     reason, message = reasons["activity_id=2"]
     assert reason == "occurred_at_too_old"
     assert "older than a year" in message
@@ -230,7 +232,8 @@ def test_activities_over_gladlys_limits_are_rejected_with_their_reasons(
     assert reasons["activity_id=4"][0] == "body_too_long"
     reason, message = reasons["activity_id=5"]
     assert reason == "invalid_activity_type"
-    assert "'PIGEON'" in message and "EMAIL" in message
+    assert "'PIGEON'" in message
+    assert "EMAIL" in message
     assert reasons["activity_id=6"][0] == "missing_customer"
     assert reasons["activity_id=7"][0] == "missing_title"
     assert reasons["activity_id=8"][0] == "missing_activity_type"

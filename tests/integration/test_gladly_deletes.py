@@ -153,7 +153,7 @@ def test_ids_unknown_and_ambiguous_emails(
 ) -> None:
     profiles = seed(gladly_emulator, 3)
     twin = gladly_emulator.add_profile({"emails": [{"original": email(2)}]})
-    rows = [
+    rows: list[dict[str, t.Any]] = [
         {"email": None, "gladly_id": profiles[email(0)]},
         {"email": "nobody@example.com"},
         {"email": email(2)},

@@ -39,7 +39,9 @@ def item(sink: CustomerProfileSink, **record: t.Any) -> Item:
 
 
 def test_a_profile_created_between_find_and_create_is_found_again_and_patched(
-    sink: CustomerProfileSink, gladly_emulator: GladlyEmulator
+    sink: CustomerProfileSink,
+    gladly_emulator: GladlyEmulator,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     find = sink.client.find_by_email
 
@@ -51,7 +53,9 @@ def test_a_profile_created_between_find_and_create_is_found_again_and_patched(
             )
         return found
 
-    sink.client.find_by_email = find_after_someone_else_created_it
+    monkeypatch.setattr(
+        sink.client, "find_by_email", find_after_someone_else_created_it
+    )
     [outcome] = sink.deliver([item(sink, email="ada@x.com", tier="gold")])
 
     assert outcome.reject is None
@@ -62,7 +66,9 @@ def test_a_profile_created_between_find_and_create_is_found_again_and_patched(
 
 
 def test_a_profile_merged_away_before_the_patch_is_found_again_under_its_survivor(
-    sink: CustomerProfileSink, gladly_emulator: GladlyEmulator
+    sink: CustomerProfileSink,
+    gladly_emulator: GladlyEmulator,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     gladly_emulator.add_profile({"id": "old", "emails": [{"original": "ada@x.com"}]})
     gladly_emulator.add_profile({"id": "keep", "emails": [{"original": "a2@x.com"}]})
@@ -73,7 +79,7 @@ def test_a_profile_merged_away_before_the_patch_is_found_again_under_its_survivo
             gladly_emulator.merge("old", "keep")
         return patch(profile_id, changes)
 
-    sink.client.patch = patch_after_a_merge
+    monkeypatch.setattr(sink.client, "patch", patch_after_a_merge)
     [outcome] = sink.deliver([item(sink, email="ADA@x.com", tier="gold")])
 
     assert outcome.reject is None
@@ -85,7 +91,9 @@ def test_a_profile_merged_away_before_the_patch_is_found_again_under_its_survivo
 
 
 def test_two_records_of_one_profile_patched_at_once_both_keep_their_phone(
-    sink: CustomerProfileSink, gladly_emulator: GladlyEmulator
+    sink: CustomerProfileSink,
+    gladly_emulator: GladlyEmulator,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """PATCH replaces the phones array: the second writer must read again."""
     gladly_emulator.add_profile(
@@ -103,7 +111,7 @@ def test_two_records_of_one_profile_patched_at_once_both_keep_their_phone(
         both_found.wait()  # both records read the profile before either writes
         return found
 
-    sink.client.find_by_email = find_together
+    monkeypatch.setattr(sink.client, "find_by_email", find_together)
     outcomes = sink.deliver(
         [
             item(sink, email="a@x.com", phone="+4522222222"),

@@ -15,6 +15,7 @@ import pytest
 from singer_sdk.testing import get_target_test_class
 from singer_sdk.testing import target_tests as sdk
 from singer_sdk.testing.runners import TargetTestRunner
+from typing_extensions import override
 
 from delivery_emulators import GladlyEmulator
 from target_gladly.target import TargetGladly
@@ -56,6 +57,7 @@ def attributes(**values: str) -> dict[str, t.Any]:
 
 
 class ArrayData(Checked, sdk.TargetArrayData):
+    @override
     def validate(self) -> None:
         assert self.stored == {}
         assert [r["reason"] for r in self.rejects] == ["unsupported_value"] * 4
@@ -63,6 +65,7 @@ class ArrayData(Checked, sdk.TargetArrayData):
 
 
 class CamelcaseComplexSchema(Checked, sdk.TargetCamelcaseComplexSchema):
+    @override
     def validate(self) -> None:
         # the sample holds only SCHEMA messages: nothing to write, nothing refused
         assert self.stored == {}
@@ -70,6 +73,7 @@ class CamelcaseComplexSchema(Checked, sdk.TargetCamelcaseComplexSchema):
 
 
 class Camelcase(Checked, sdk.TargetCamelcaseTest):
+    @override
     def validate(self) -> None:
         assert self.stored == {
             "1": attributes(clientName="Gitter Windows Desktop App"),
@@ -78,6 +82,7 @@ class Camelcase(Checked, sdk.TargetCamelcaseTest):
 
 
 class DuplicateRecords(Checked, sdk.TargetDuplicateRecords):
+    @override
     def validate(self) -> None:
         assert self.stored == {
             "1": attributes(metric="100"),
@@ -86,6 +91,7 @@ class DuplicateRecords(Checked, sdk.TargetDuplicateRecords):
 
 
 class EncodedStringData(Checked, sdk.TargetEncodedStringData):
+    @override
     def validate(self) -> None:
         assert len(self.stored) == 11
         assert self.stored["2"] == attributes(info="απλή συμβολοσειρά")
@@ -99,6 +105,7 @@ class EncodedStringData(Checked, sdk.TargetEncodedStringData):
 
 
 class NoPrimaryKeys(Checked, sdk.TargetNoPrimaryKeys):
+    @override
     def validate(self) -> None:
         assert self.stored == {
             "1": attributes(metric="11"),
@@ -108,6 +115,7 @@ class NoPrimaryKeys(Checked, sdk.TargetNoPrimaryKeys):
 
 
 class OptionalAttributes(Checked, sdk.TargetOptionalAttributes):
+    @override
     def validate(self) -> None:
         assert self.stored["1"] == attributes(optional="This is optional")
         assert self.stored["2"] == {}
@@ -115,6 +123,7 @@ class OptionalAttributes(Checked, sdk.TargetOptionalAttributes):
 
 
 class PrimaryKeyUpdates(Checked, sdk.TargetPrimaryKeyUpdates):
+    @override
     def validate(self) -> None:
         assert self.stored == {
             "1": {"name": "Alice", "emails": [{"original": "alice@example.com"}]},
@@ -123,6 +132,7 @@ class PrimaryKeyUpdates(Checked, sdk.TargetPrimaryKeyUpdates):
 
 
 class RecordMissingKeyProperty(Checked, RecordMissingKeyIsRejected):
+    @override
     def validate(self) -> None:
         assert self.stored == {}
         assert [r["reason"] for r in self.rejects] == ["missing_key"]
@@ -130,23 +140,27 @@ class RecordMissingKeyProperty(Checked, RecordMissingKeyIsRejected):
 
 
 class RecordMissingOptionalFields(Checked, sdk.TargetRecordMissingOptionalFields):
+    @override
     def validate(self) -> None:
         assert self.stored == {"1": attributes(optional="now you see me"), "2": {}}
 
 
 class RecordMissingRequiredProperty(Checked, sdk.TargetRecordMissingRequiredProperty):
+    @override
     def validate(self) -> None:
         assert self.stored == {}
         assert [r["reason"] for r in self.rejects] == ["invalid_record"]
 
 
 class SchemaNoProperties(Checked, sdk.TargetSchemaNoProperties):
+    @override
     def validate(self) -> None:
         assert self.stored == {}
         assert [r["reason"] for r in self.rejects] == ["unsupported_value"] * 4
 
 
 class SchemaUpdates(Checked, sdk.TargetSchemaUpdates):
+    @override
     def validate(self) -> None:
         assert self.stored == {
             "1": attributes(a1="101", a2="string1"),
@@ -157,6 +171,7 @@ class SchemaUpdates(Checked, sdk.TargetSchemaUpdates):
 
 
 class SpecialCharsInAttributes(Checked, sdk.TargetSpecialCharsInAttributes):
+    @override
     def validate(self) -> None:
         assert self.stored == {}
         assert [(r["key"], r["reason"]) for r in self.rejects] == [

@@ -108,7 +108,7 @@ class NotesApi(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: NotesApi
 
-    def do_PUT(self) -> None:  # noqa: N802 - the stdlib's naming
+    def do_PUT(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.puts += 1
         refused = "refuse" in body["text"]
@@ -118,7 +118,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: t.Any) -> None:  # noqa: A002
+    @override
+    def log_message(self, format: str, *args: t.Any) -> None:
         """Quiet."""
 
 

@@ -135,7 +135,8 @@ def test_read_only_confirms_the_assumed_shapes_and_writes_nothing(
     assert_left_nothing(agillic_emulator)
     assert_kept_promises(probe, agillic_emulator)
     assert probe.report["target"] == "target-agillic"
-    assert probe.report["version"] and probe.report["time"]
+    assert probe.report["version"]
+    assert probe.report["time"]
     assert probe.report["instance"] == agillic_emulator.url.removeprefix("http://")
     assert "static group endpoints" in probe.stdout
 

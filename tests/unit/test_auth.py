@@ -88,8 +88,10 @@ def test_bad_credentials_name_the_settings_and_never_the_secret() -> None:
         with pytest.raises(FatalApiError) as exc:
             auth.token()
     message = str(exc.value)
-    assert "developer_key" in message and "developer_secret" in message
-    assert "secret-1" not in message and "key-1" not in message
+    assert "developer_key" in message
+    assert "developer_secret" in message
+    assert "secret-1" not in message
+    assert "key-1" not in message
     assert "secret-1" not in repr(auth)
 
 
@@ -122,7 +124,8 @@ def test_basic_stops_the_run_at_the_second_401() -> None:
             transport.request("GET", "/x")
         assert m.call_count == 2
     assert exc.value.status == 401
-    assert "secret-1" not in str(exc.value) and "key-1" not in str(exc.value)
+    assert "secret-1" not in str(exc.value)
+    assert "key-1" not in str(exc.value)
 
 
 def test_basic_never_shows_the_key_secret_or_header() -> None:

@@ -60,8 +60,12 @@ def test_credential_failures_name_the_settings_to_fix() -> None:
     assert contract.credential_failure(answer(404)) is None
     unauthorized = contract.credential_failure(answer(401))
     forbidden = contract.credential_failure(answer(403))
-    assert unauthorized and "username" in unauthorized and "api_token" in unauthorized
-    assert forbidden and "permission" in forbidden and "username" in forbidden
+    assert unauthorized
+    assert "username" in unauthorized
+    assert "api_token" in unauthorized
+    assert forbidden
+    assert "permission" in forbidden
+    assert "username" in forbidden
 
 
 def test_profile_paths_percent_encode_the_id() -> None:

@@ -8,7 +8,7 @@ import typing as t
 
 import pytest
 
-from singer_delivery.sink import RecordRejected
+from singer_delivery import RecordRejected
 from target_gladly.mapping import (
     ProfileMapping,
     check_field_mapping,
@@ -139,9 +139,11 @@ def test_first_email_is_the_normalized_upsert_key() -> None:
 def test_field_mapping_problems_name_the_fix() -> None:
     assert check_field_mapping({"a": "email", "b": "email", "c": "phone"}) == []
     [reserved] = check_field_mapping({"mail": "emails"})
-    assert "'mail'" in reserved and "'email'" in reserved
+    assert "'mail'" in reserved
+    assert "'email'" in reserved
     [twice] = check_field_mapping({"a": "name", "b": "name"})
-    assert "'a', 'b'" in twice and "only 'email' and 'phone'" in twice
+    assert "'a', 'b'" in twice
+    assert "only 'email' and 'phone'" in twice
 
 
 # --- the PATCH merge ----------------------------------------------------------

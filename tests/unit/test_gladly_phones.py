@@ -9,7 +9,7 @@ import pytest
 import requests_mock
 from singer_sdk.exceptions import ConfigValidationError
 
-from singer_delivery.sink import RecordRejected
+from singer_delivery import RecordRejected
 from target_gladly.contract import phone_key
 from target_gladly.mapping import ProfileMapping, check_phone_region, profile_changes
 from target_gladly.sinks import CustomerProfileSink
@@ -21,7 +21,8 @@ DK = ProfileMapping(default_phone_region="DK")
 
 
 def phones(mapping: ProfileMapping, value: t.Any) -> list[dict[str, str]]:
-    return mapping.profile({"phone": value})["phones"]
+    phones: list[dict[str, str]] = mapping.profile({"phone": value})["phones"]
+    return phones
 
 
 @pytest.mark.parametrize(

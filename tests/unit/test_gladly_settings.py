@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from target_gladly.contract import derived_id, gladly_host
-from target_gladly.target import TargetGladly, check_modes
+from target_gladly.settings import check_modes
+from target_gladly.target import TargetGladly
 
 
 @pytest.mark.parametrize(
@@ -62,7 +63,8 @@ def test_profile_modes_are_accepted_and_unknown_ones_named() -> None:
     for mode in ("upsert", "insert", "update"):
         assert check_modes({"sync_mode": mode}) == []
     [error] = check_modes({"sync_mode": "merge"})
-    assert "'merge'" in error and "upsert, insert, update" in error
+    assert "'merge'" in error
+    assert "upsert, insert, update" in error
 
 
 def test_schema_defaults_and_secrets() -> None:

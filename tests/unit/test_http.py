@@ -170,9 +170,9 @@ def test_tls_and_proxy_failures_stop_at_once_naming_the_host() -> None:
     transport = Transport(base_url="https://api.example.com", retry=RetryPolicy())
     with requests_mock.Mocker() as m:
         m.get("https://api.example.com/x", exc=requests.exceptions.SSLError("bad cert"))
-        with pytest.raises(FatalApiError, match="TLS connection to api.example.com"):
+        with pytest.raises(FatalApiError, match=r"TLS connection to api\.example\.com"):
             transport.request("GET", "/x")
         m.get("https://api.example.com/y", exc=requests.exceptions.ProxyError("no"))
-        with pytest.raises(FatalApiError, match="proxy in front of api.example.com"):
+        with pytest.raises(FatalApiError, match=r"proxy in front of api\.example\.com"):
             transport.request("GET", "/y")
         assert m.call_count == 2

@@ -176,8 +176,9 @@ def test_calls_are_reserved_atomically_up_to_the_budget(url: str) -> None:
     granted: list[int] = []
 
     def reserve(ledger: Ledger) -> None:
-        for _ in range(20):
-            granted.append(ledger.reserve_calls("api.example", "2026-12-01", 7, 100))
+        granted.extend(
+            ledger.reserve_calls("api.example", "2026-12-01", 7, 100) for _ in range(20)
+        )
 
     threads = [threading.Thread(target=reserve, args=(x,)) for x in ledgers]
     for thread in threads:
@@ -243,7 +244,9 @@ def test_postgres_migration_is_safe_for_concurrent_runners(postgres_url: str) ->
         thread.join()
     assert errors == []
     with psycopg.connect(postgres_url) as conn:
-        (version,) = conn.execute(
+        row = conn.execute(
             "SELECT value FROM ledger_meta WHERE name = 'schema_version'"
         ).fetchone()
+    assert row is not None
+    (version,) = row
     assert int(version) == SCHEMA_VERSION

@@ -178,4 +178,5 @@ def test_target_gladly_passes_rate_limit_scope_to_its_limiter(
             run = target.start()
         target.finish(error=None, interrupted=False)
         limiter = run.transport.rate_limiter
-        assert limiter is not None and limiter.scope == expected
+        assert limiter is not None
+        assert limiter.scope == expected
