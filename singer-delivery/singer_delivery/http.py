@@ -300,7 +300,7 @@ class Transport:
                 **kwargs,
             )
         if self.rate_limiter:
-            self.rate_limiter.observe(method, response.headers)
+            self.rate_limiter.observe(method, response.headers, response.status_code)
         logger.debug(
             "%s -> %s in %.0f ms",
             route,

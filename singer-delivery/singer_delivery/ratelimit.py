@@ -22,6 +22,10 @@ WINDOW = 1.0
 #: Extra time a mirrored window waits: a request can take this much longer
 #: to reach the server than the one a second after it without a 429.
 WINDOW_MARGIN = 0.03
+#: The widest margin that 429s at the edge of the window can teach it: each
+#: doubles it, because the requests reach the server later than it assumed.
+MAX_WINDOW_MARGIN = 0.24
+TOO_MANY_REQUESTS = 429
 
 PER_METHOD = "per_method"
 SHARED = "shared"
@@ -54,7 +58,10 @@ class RateLimiter:
     requests really left plus ``window_margin``: a request that left late (a
     busy CPU woke its thread late) pushes back the one a limit's worth after
     it, instead of both landing in the same server window. This also keeps a
-    ``rate`` set above the server's limit from causing 429s.
+    ``rate`` set above the server's limit from causing 429s. A 429 that this
+    limiter's own full window explains means requests take longer than the
+    margin to arrive (a busy host, a jittery network): the margin doubles,
+    up to ``MAX_WINDOW_MARGIN``, so the next window is not refused too.
 
     ``scope`` says whose requests one budget counts. ``"per_method"``: each
     HTTP method has its own schedule and window. ``"shared"``: all methods
@@ -136,14 +143,28 @@ class RateLimiter:
             departed.append(now)
             return 0.0
 
-    def observe(self, method: str, headers: t.Mapping[str, str]) -> None:
+    def observe(
+        self, method: str, headers: t.Mapping[str, str], status: int | None = None
+    ) -> None:
         """Learn the limit, weigh the scope, and back off when nothing is left."""
         limit = _count(headers.get(self.limit_header))
         remaining = _count(headers.get(self.remaining_header))
         with self._lock:
             now = time.monotonic()
             switched = self._weigh_scope(method, limit, remaining, now)
-            self._back_off(self._key(method), limit, remaining, now)
+            key = self._key(method)
+            widened = status == TOO_MANY_REQUESTS and self._widen_margin(
+                key, limit, now
+            )
+            self._back_off(key, limit, remaining, now)
+        if widened:
+            logger.info(
+                "%s answered 429 with this run's own requests at the limit: "
+                "requests arrive later than they leave, so the pacing keeps "
+                "%.0f ms more between windows now",
+                method,
+                self.window_margin * 1000,
+            )
         if switched:
             logger.info(
                 "Ratelimit-Remaining-Second followed the requests of all HTTP "
@@ -153,6 +174,16 @@ class RateLimiter:
                 SHARED_EVIDENCE_NEEDED,
                 1.0 / self.interval,
             )
+
+    def _widen_margin(self, key: str, limit: int | None, now: float) -> bool:
+        """Double the margin after a 429 at the window's edge; True if it grew."""
+        limit = limit or self._limit.get(key)
+        if not limit or self._requests(key, now) < limit - 1:
+            return False  # someone else spent the budget: ``_back_off`` slows down
+        if self.window_margin >= MAX_WINDOW_MARGIN:
+            return False
+        self.window_margin = min(MAX_WINDOW_MARGIN, self.window_margin * 2)
+        return True
 
     def _back_off(
         self, key: str, limit: int | None, remaining: int | None, now: float

@@ -435,7 +435,8 @@ def _explain(
         return f"{setting} must be {_article(wanted)}{got}{where}"
     if kind == "additionalProperties":
         allowed = ", ".join(sorted(spec.get("properties", {})))
-        extra = sorted(set(error.instance) - set(spec.get("properties", {})))
+        given = t.cast(dict[str, t.Any], error.instance)  # the object checked
+        extra = sorted(set(given) - set(spec.get("properties", {})))
         return (
             f"{setting} has unknown setting(s) {', '.join(extra)}; it may hold only "
             f"{allowed}"

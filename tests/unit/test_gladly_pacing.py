@@ -83,6 +83,35 @@ def test_a_window_our_own_pacing_filled_costs_no_extra_wait(
     assert clock[0] - start == pytest.approx(next_send)
 
 
+@pytest.mark.parametrize(
+    ("limit", "margins"),
+    [
+        # our own full window was refused: requests arrive late, so the
+        # margin doubles with each such 429, up to its ceiling
+        ("10", [0.06, 0.12, 0.24, 0.24]),
+        # a window our ten requests cannot fill was refused: someone else
+        # spends the budget, which is no reason to widen the margin
+        ("20", [0.03, 0.03, 0.03, 0.03]),
+    ],
+)
+def test_a_429_at_the_edge_of_a_full_window_widens_the_margin(
+    clock: list[float], limit: str, margins: list[float]
+) -> None:
+    limiter = RateLimiter(10)
+    seen = []
+    for _ in margins:
+        for _ in range(10):
+            limiter.acquire("GET")
+        limiter.observe("GET", spent(limit), 429)
+        seen.append(limiter.window_margin)
+    assert seen == pytest.approx(margins)
+    start = clock[0]
+    limiter.acquire("GET")
+    limiter.observe("GET", spent(limit), 200)
+    assert limiter.window_margin == pytest.approx(margins[-1]), "only 429s teach"
+    assert clock[0] >= start
+
+
 def learn_limit(limiter: RateLimiter, method: str, limit: int) -> None:
     limiter.observe(
         method,
