@@ -2,7 +2,7 @@
 
 Each test gets its own Meltano system directory (system database, state,
 catalog cache), whose plugin virtualenvs are links to one installation made
-per test session.
+per test run, shared by the pytest-xdist workers.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from tests.e2e.harness import PLUGINS, SCHEMA, Meltano, Warehouse, customer, order
 
@@ -53,11 +54,21 @@ def installed_plugins(
 ) -> Path:
     """A system directory with tap-postgres and both targets installed, once.
 
-    Depends on ``postgres_server`` so that a machine without PostgreSQL
-    skips before spending time on the installation.
+    The first xdist worker to get here installs under the run's shared base
+    directory while holding a lock; the others wait for it and reuse the
+    result. Depends on ``postgres_server`` so that a machine without
+    PostgreSQL skips before spending time on the installation.
     """
-    sys_dir = tmp_path_factory.mktemp("meltano-plugins")
-    Meltano(meltano_executable, sys_dir)("install", *PLUGINS)
+    shared = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        shared = shared.parent  # the run's directory, above each worker's own
+    sys_dir, done = shared / "meltano-plugins", shared / "meltano-plugins.done"
+    with FileLock(shared / "meltano-plugins.lock"):
+        if not done.exists():
+            shutil.rmtree(sys_dir, ignore_errors=True)
+            sys_dir.mkdir()
+            Meltano(meltano_executable, sys_dir)("install", *PLUGINS)
+            done.touch()
     return sys_dir
 
 

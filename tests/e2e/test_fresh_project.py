@@ -90,6 +90,7 @@ def test_hub_readme_shows_the_recipe_this_test_runs() -> None:
 
 
 @pytest.mark.meltano
+@pytest.mark.slow
 def test_fresh_project_gets_every_setting_secrets_in_env_and_a_working_loader(
     project: Project, agillic_emulator: AgillicEmulator
 ) -> None:

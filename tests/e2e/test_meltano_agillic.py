@@ -10,7 +10,7 @@ import pytest
 from delivery_emulators import AgillicEmulator, RequestRecord
 from tests.e2e.harness import COMPLETE_STATE, Meltano, Warehouse, customer, order
 
-pytestmark = [pytest.mark.postgres, pytest.mark.meltano]
+pytestmark = [pytest.mark.postgres, pytest.mark.meltano, pytest.mark.slow]
 
 STATE_ID = "prod:tap-postgres-to-target-agillic"
 TOKEN = "POST /oauth2/token"

@@ -17,7 +17,7 @@ import pytest
 from delivery_emulators import AgillicEmulator
 from tests.e2e.harness import Meltano, Warehouse
 
-pytestmark = [pytest.mark.postgres, pytest.mark.meltano]
+pytestmark = [pytest.mark.postgres, pytest.mark.meltano, pytest.mark.slow]
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from delivery_emulators import GladlyEmulator
 from tests.e2e.harness import COMPLETE_STATE, Meltano, Warehouse, customer
 
-pytestmark = [pytest.mark.postgres, pytest.mark.meltano]
+pytestmark = [pytest.mark.postgres, pytest.mark.meltano, pytest.mark.slow]
 
 STATE_ID = "prod:tap-postgres-to-target-gladly"
 FIND = "GET /api/v1/customer-profiles"
