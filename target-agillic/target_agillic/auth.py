@@ -35,8 +35,15 @@ RENEW_CAP_SECONDS = 60.0
 class ClientCredentials:
     """Thread-safe bearer token provider; never logs the key, secret or token."""
 
-    def __init__(self, transport: Transport, key: str, secret: str) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        key: str,
+        secret: str,
+        clock: t.Callable[[], float] = time.monotonic,
+    ) -> None:
         self._transport = transport
+        self._clock = clock
         self._key = key
         self._secret = secret
         self._lock = threading.Lock()
@@ -63,7 +70,7 @@ class ClientCredentials:
     def token(self) -> str:
         """The current token, fetching a new one when it is missing or ageing."""
         with self._lock:
-            if self._token is None or time.monotonic() >= self._renew_at:
+            if self._token is None or self._clock() >= self._renew_at:
                 self._token = self._fetch()
             return self._token
 
@@ -89,7 +96,7 @@ class ClientCredentials:
             raise FatalApiError(msg, status=200)
         lifetime = float(body.get("expires_in") or 7200)
         self._renew_at = (
-            time.monotonic() + lifetime - min(lifetime * RENEW_SHARE, RENEW_CAP_SECONDS)
+            self._clock() + lifetime - min(lifetime * RENEW_SHARE, RENEW_CAP_SECONDS)
         )
         self.tokens_fetched += 1
         return token

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
+import typing as t
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,12 @@ BASE = "http://127.0.0.1:9"
 
 
 def make(
-    lifetime: int = 7200,
+    lifetime: int = 7200, clock: t.Callable[[], float] = time.monotonic
 ) -> tuple[Transport, ClientCredentials, requests_mock.Mocker]:
     transport = Transport(
         base_url=BASE, retry=RetryPolicy(total=1, backoff_factor=0.001)
     )
-    auth = ClientCredentials(transport, "key-1", "secret-1")
+    auth = ClientCredentials(transport, "key-1", "secret-1", clock=clock)
     transport.auth = auth
     counter = iter(range(1, 1000))
     m = requests_mock.Mocker()
@@ -59,10 +60,13 @@ def test_token_is_fetched_once_with_basic_credentials_and_shared_by_threads() ->
 
 
 def test_token_is_renewed_before_it_expires() -> None:
-    _transport, auth, m = make(lifetime=1)
+    now = [1000.0]
+    _transport, auth, m = make(lifetime=100, clock=lambda: now[0])
     with m:
         first = auth.token()
-        time.sleep(0.95)
+        now[0] += 89.0  # ten percent of the lifetime left: not yet
+        assert auth.token() == first
+        now[0] += 1.0
         second = auth.token()
     assert first != second
     assert auth.tokens_fetched == 2
