@@ -211,6 +211,14 @@ class _HTTPServer(ThreadingHTTPServer):
             with self._connections_lock:
                 self._connections.discard(request)
 
+    @override
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up before its answer (a target killed by a test)
+        is normal here; anything else is printed as socketserver does."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
     def close_connections(self) -> None:
         """Stop idle keep-alive threads so a stopped emulator answers nothing."""
         with self._connections_lock:
