@@ -39,6 +39,7 @@ def table_rows(output: str, title_prefix: str) -> dict[str, list[str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_bench_prints_every_table_and_run_2_writes_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -83,6 +84,7 @@ def test_bench_prints_every_table_and_run_2_writes_nothing(
     assert "4. target-gladly" not in output
 
 
+@pytest.mark.slow
 def test_gladly_section_delivers_every_record(tmp_path: Path) -> None:
     output = bench_gladly.run_section(tmp_path, records=2, scopes=("shared",))
 

@@ -155,6 +155,7 @@ def ledger_rows(ledger_file: Path) -> set[tuple[t.Any, ...]]:
         return set(conn.execute("SELECT * FROM ledger_deliveries"))
 
 
+@pytest.mark.slow
 def test_crash_and_resume_delivers_every_record_exactly_once(
     agillic_emulator: AgillicEmulator, agillic_config: Config, tmp_path: Path
 ) -> None:

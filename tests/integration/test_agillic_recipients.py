@@ -6,6 +6,8 @@ import json
 import typing as t
 from pathlib import Path
 
+import pytest
+
 from delivery_emulators import AgillicEmulator
 from tests.cli import customer, messages, run_target
 
@@ -119,6 +121,7 @@ def test_every_record_is_delivered_exactly_once_through_429s_and_5xx(
     assert report["delivered"] == 2500
 
 
+@pytest.mark.slow
 def test_short_token_lifetime_during_a_longer_run_causes_no_failure(
     agillic_emulator: AgillicEmulator, agillic_config: Config, tmp_path: Path
 ) -> None:

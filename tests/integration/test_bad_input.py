@@ -169,6 +169,7 @@ def test_an_unusable_ledger_is_one_line_naming_ledger_url_without_its_password(
     assert agillic_emulator.write_calls() == 0
 
 
+@pytest.mark.slow
 def test_a_run_that_loses_its_postgres_lock_stops_before_writing_again(
     agillic_emulator: AgillicEmulator,
     agillic_config: Config,

@@ -164,6 +164,7 @@ def test_phones_are_sent_in_e164_and_unreadable_ones_rejected(
     assert "call me maybe" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_budget_shared_by_every_method_is_found_and_kept(
     gladly_emulator: GladlyEmulator, gladly_config: Config, tmp_path: Path
 ) -> None:

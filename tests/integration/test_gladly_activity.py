@@ -12,6 +12,8 @@ import typing as t
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from delivery_emulators import GladlyEmulator
 from target_gladly.contract import derived_id, item_id
 from tests.cli import messages, run_ok, run_target, start_target
@@ -149,6 +151,7 @@ def test_200_activities_of_50_customers_land_once_and_create_the_10_new_ones(
     assert again.states
 
 
+@pytest.mark.slow
 def test_a_run_killed_part_way_and_resumed_from_its_state_adds_each_item_once(
     gladly_emulator: GladlyEmulator, gladly_config: Config, tmp_path: Path
 ) -> None:

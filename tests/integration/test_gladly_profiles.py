@@ -7,6 +7,8 @@ import typing as t
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from delivery_emulators import GladlyEmulator
 from target_gladly.contract import derived_id
 from tests.cli import CUSTOMER_SCHEMA, customer, messages, run_target
@@ -246,6 +248,7 @@ def test_update_follows_merged_profiles_and_rejects_unknown_ids(
     assert set(gladly_emulator.profiles) == {"survivor"}
 
 
+@pytest.mark.slow
 def test_transient_failures_are_retried_up_to_max_retries(
     gladly_emulator: GladlyEmulator, gladly_config: Config, tmp_path: Path
 ) -> None:

@@ -126,6 +126,7 @@ def test_credentials_never_appear_in_debug_output(
         assert secret not in output
 
 
+@pytest.mark.slow
 def test_pacing_at_ten_requests_per_second_per_method_avoids_429s(
     gladly_emulator: GladlyEmulator, gladly_config: Config, tmp_path: Path
 ) -> None:

@@ -263,6 +263,7 @@ def test_write_reports_the_task_status_words_seen(
     assert_kept_promises(probe, agillic_emulator)
 
 
+@pytest.mark.slow
 def test_a_task_that_never_finishes_caps_the_polls(
     agillic_emulator: AgillicEmulator, config: Config, tmp_path: Path
 ) -> None:

@@ -128,6 +128,7 @@ def test_a_batch_task_that_failed_as_a_whole_is_retried_next_run(
     assert stats(tmp_path)["quarantined"] == 0
 
 
+@pytest.mark.slow
 def test_the_runs_table_holds_each_run_with_the_reports_counts(
     refusing: AgillicEmulator, config: Config, tmp_path: Path
 ) -> None:

@@ -111,6 +111,7 @@ def test_agillic_sigterm_while_reading_input(
     assert customer(99)["email"] not in agillic_emulator.recipients
 
 
+@pytest.mark.slow
 def test_agillic_sigterm_while_waiting_on_a_task(
     agillic_emulator: AgillicEmulator,
     agillic_config: Config,
@@ -129,6 +130,7 @@ def test_agillic_sigterm_while_waiting_on_a_task(
     assert ledger_keys(tmp_path) == set()
 
 
+@pytest.mark.slow
 def test_agillic_sigterm_during_the_final_drain(
     agillic_emulator: AgillicEmulator,
     agillic_config: Config,
@@ -150,6 +152,7 @@ def test_agillic_sigterm_during_the_final_drain(
     assert agillic_emulator.members("VIP") == set()
 
 
+@pytest.mark.slow
 def test_gladly_sigterm_while_reading_and_while_delivering(
     gladly_emulator: GladlyEmulator,
     gladly_config: Config,
