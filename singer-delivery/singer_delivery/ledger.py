@@ -485,15 +485,17 @@ class Ledger:
     def _upsert_deliveries(
         self, conn: t.Any, scope_id: str, ordered: list[str], keys: dict[str, str]
     ) -> None:
-        """All of a scope's pairs in one statement, in key order.
+        """All of a scope's pairs, in key order, so each B-tree page is written once.
 
-        The pairs travel as one parameter (a JSON object for SQLite, two
-        arrays for PostgreSQL) and are unpacked by the database: no Python
-        work per row, and sorted keys touch each B-tree page once.
+        SQLite gets one single-row statement per pair through ``executemany``
+        (prepared once, run in C): a statement that inserts many rows needs a
+        statement journal, which spills to a temporary file past 64 KiB and
+        cost a third more system time at a million keys. PostgreSQL gets all
+        pairs as two arrays in one statement, one round trip.
         """
         if self.dialect == "sqlite":
-            pairs = json.dumps({key: keys[key] for key in ordered})
-            conn.execute(UPSERT_DELIVERIES_SQLITE, [scope_id, pairs])
+            rows = ((scope_id, key, keys[key]) for key in ordered)
+            conn.executemany(UPSERT_DELIVERIES_SQLITE, rows)
         else:
             fingerprints = [keys[key] for key in ordered]
             conn.execute(UPSERT_DELIVERIES_POSTGRES, [scope_id, ordered, fingerprints])
@@ -987,8 +989,7 @@ _ON_CONFLICT = (
 )
 UPSERT_DELIVERIES_SQLITE = (
     "INSERT INTO ledger_deliveries (scope_id, key_hash, fingerprint, delivered_at) "
-    "SELECT ?, pair.key, pair.value, CURRENT_TIMESTAMP FROM json_each(?) AS pair "
-    f"WHERE true {_ON_CONFLICT}"
+    f"VALUES (?, ?, ?, CURRENT_TIMESTAMP) {_ON_CONFLICT}"
 )
 UPSERT_DELIVERIES_POSTGRES = (
     "INSERT INTO ledger_deliveries (scope_id, key_hash, fingerprint, delivered_at) "
