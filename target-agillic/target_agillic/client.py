@@ -7,7 +7,7 @@ import threading
 import time
 import typing as t
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 
@@ -26,18 +26,25 @@ POLL_CAP = 10.0
 #: the daily budget before it starts, so no batch is left half polled.
 BATCH_CALLS = 3
 
-_announced: set[str] = set()
-_announced_lock = threading.Lock()
 
+class WarnOnce:
+    """WARNINGs given once per run, whichever stream's client comes first.
 
-def announce_once(message: str, *args: object) -> None:
-    """Log a WARNING the first time its text comes up in this process."""
-    text = message % args
-    with _announced_lock:
-        if text in _announced:
-            return
-        _announced.add(text)
-    logger.warning("%s", text)
+    Held by the run's resources rather than the module, so each run (and
+    each in-process test) warns afresh.
+    """
+
+    def __init__(self) -> None:
+        self._given: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, message: str, *args: object) -> None:
+        text = message % args
+        with self._lock:
+            if text in self._given:
+                return
+            self._given.add(text)
+        logger.warning("%s", text)
 
 
 @dataclass
@@ -47,6 +54,7 @@ class AgillicClient:
     transport: Transport
     observer: CallObserver | None = None
     task_timeout: float = 600.0
+    warn_once: WarnOnce = field(default_factory=WarnOnce)
 
     def _call(
         self,
@@ -173,7 +181,7 @@ class AgillicClient:
                 status = self._submit_and_wait(path, route, body)
             if status.status == "completed":
                 if not status.verified:
-                    announce_once(
+                    self.warn_once(
                         "Agillic completed a batch task without per-entry results "
                         "(%s), so single entries cannot be confirmed: they are "
                         "counted as unverified. Set verify_deliveries to sample or "

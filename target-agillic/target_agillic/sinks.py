@@ -91,6 +91,7 @@ class AgillicSink(DeliverySink):
             self.run.transport,
             self.stats,
             task_timeout=float(self.config["task_timeout"]),
+            warn_once=self.run.resources.warn_once,
         )
 
     @property

@@ -14,7 +14,7 @@ from singer_delivery import DeliveryTarget, RetryPolicy, Transport
 from singer_delivery.settings import check_base_url, for_stream
 from target_agillic import settings
 from target_agillic.auth import authenticator
-from target_agillic.client import AgillicClient
+from target_agillic.client import AgillicClient, WarnOnce
 from target_agillic.contract import OneToManyTable, quota_exhausted
 from target_agillic.deletes import RecipientDeleteSink
 from target_agillic.events import EventSink
@@ -35,6 +35,7 @@ class AgillicResources:
     #: Recipients a dry run plans to create, so its row and event plans can
     #: rely on them.
     planned_recipients: set[str] = field(default_factory=set)
+    warn_once: WarnOnce = field(default_factory=WarnOnce)
 
 
 class TargetAgillic(DeliveryTarget[AgillicResources]):
