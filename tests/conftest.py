@@ -8,6 +8,14 @@ import psycopg
 import pytest
 
 from delivery_emulators import AgillicEmulator, GladlyEmulator
+from tests import cli
+
+
+@pytest.fixture(autouse=True)
+def real_cli(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests marked ``real_cli`` run the target as a separate process."""
+    if request.node.get_closest_marker("real_cli"):
+        monkeypatch.setattr(cli, "IN_PROCESS", False)
 
 
 @pytest.fixture

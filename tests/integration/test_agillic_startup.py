@@ -11,6 +11,8 @@ import pytest
 from delivery_emulators import AgillicEmulator
 from tests.cli import customer, messages, run_target, start_target, state_line
 
+#: What a user sees at start-up and on bad input is checked on the real process.
+pytestmark = pytest.mark.real_cli
 Config = dict[str, t.Any]
 
 

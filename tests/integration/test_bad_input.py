@@ -11,6 +11,8 @@ import pytest
 from delivery_emulators import AgillicEmulator, GladlyEmulator
 from tests.cli import Result, customer, messages, run_ok, run_target
 
+#: What a user sees at start-up and on bad input is checked on the real process.
+pytestmark = pytest.mark.real_cli
 Config = dict[str, t.Any]
 TASK = "GET /recipients/v2/task/{task_id}"
 

@@ -13,6 +13,8 @@ import pytest
 from delivery_emulators import AgillicEmulator, GladlyEmulator
 from tests.cli import BIN, customer, messages, run_ok, run_target, write_config
 
+#: What a user sees at start-up and on bad input is checked on the real process.
+pytestmark = pytest.mark.real_cli
 Config = dict[str, t.Any]
 TOKEN = "POST /oauth2/token"
 

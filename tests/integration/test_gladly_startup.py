@@ -12,6 +12,8 @@ import pytest
 from delivery_emulators import GladlyEmulator
 from tests.cli import customer, messages, run_target
 
+#: What a user sees at start-up and on bad input is checked on the real process.
+pytestmark = pytest.mark.real_cli
 Config = dict[str, t.Any]
 NO_AUDIENCES = "Gladly has no list or audience API"
 
