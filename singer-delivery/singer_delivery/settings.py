@@ -77,6 +77,17 @@ def delivery_settings(
             ),
         ),
         th.Property(
+            "shutdown_grace",
+            th.NumberType(minimum=0),
+            default=20,
+            description=(
+                "Seconds a run stopped by SIGTERM or SIGINT waits for batches "
+                "already sent to be acknowledged (and committed) before it "
+                "ends. Keep it below the time the orchestrator allows between "
+                "SIGTERM and SIGKILL (30 s in Kubernetes by default)."
+            ),
+        ),
+        th.Property(
             "skip_unchanged",
             th.BooleanType,
             default=True,

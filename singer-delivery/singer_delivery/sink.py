@@ -204,8 +204,20 @@ class DeliverySink(BatchSink, abc.ABC):
     def map_concurrently(
         self, call: t.Callable[[_A], _T], values: t.Sequence[_A]
     ) -> list[_T]:
-        """Run a per-value request for every value, several at once, in order."""
-        return self.run.request_pool.map(call, values)
+        """Run a per-value request for every value, several at once, in order.
+
+        Once the run is stopping, a request not yet started is not started:
+        the batch is abandoned at once (its records stay unsettled) rather
+        than spending the shutdown grace on calls whose batch could no longer
+        be committed as a whole.
+        """
+
+        def unless_stopping(value: _A) -> _T:
+            if self.run.stopping:
+                raise Abandoned
+            return call(value)
+
+        return self.run.request_pool.map(unless_stopping, values)
 
     # --- validation -----------------------------------------------------------
 

@@ -80,10 +80,6 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
     state_interval: t.ClassVar[float] = 10.0
     #: Seconds between progress lines.
     progress_interval: t.ClassVar[float] = 15.0
-    #: Seconds a stopping run waits for batches in flight before abandoning
-    #: them: under the 30 s orchestrators (Kubernetes, Meltano) commonly give
-    #: between SIGTERM and SIGKILL.
-    shutdown_grace: t.ClassVar[float] = 20.0
 
     def __init__(
         self,
@@ -137,6 +133,11 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
         if "allow_deletes" in self.config_jsonschema.get("properties", {}):
             errors += settings.check_delete_guard(self.config)
         return errors
+
+    @property
+    def shutdown_grace(self) -> float:
+        """Seconds batches in flight get to settle after SIGTERM or SIGINT."""
+        return float(self.config["shutdown_grace"])
 
     @property
     def uses_call_budget(self) -> bool:

@@ -128,7 +128,6 @@ def test_a_batch_task_that_failed_as_a_whole_is_retried_next_run(
     assert stats(tmp_path)["quarantined"] == 0
 
 
-@pytest.mark.slow
 def test_the_runs_table_holds_each_run_with_the_reports_counts(
     refusing: AgillicEmulator, config: Config, tmp_path: Path
 ) -> None:
@@ -139,7 +138,7 @@ def test_the_runs_table_holds_each_run_with_the_reports_counts(
 
     refusing.configure(task_delay=120)
     polls = refusing.calls["GET /recipients/v2/task/{task_id}"]
-    proc = start_target("target-agillic", config, tmp_path)
+    proc = start_target("target-agillic", {**config, "shutdown_grace": 1}, tmp_path)
     assert proc.stdin is not None
     proc.stdin.write("\n".join(messages([customer(i) for i in range(200, 250)])) + "\n")
     proc.stdin.flush()
