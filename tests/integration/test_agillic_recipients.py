@@ -1,4 +1,4 @@
-"""target-agillic recipients through the real CLI against the emulator."""
+"""target-agillic recipients through its CLI entry point against the emulator."""
 
 from __future__ import annotations
 

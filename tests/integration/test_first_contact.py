@@ -16,6 +16,8 @@ import pytest
 from delivery_emulators import AgillicEmulator, GladlyEmulator
 from tests.cli import customer, messages, run_ok, run_target
 
+#: An acceptance test of this round: the target runs as its own process.
+pytestmark = pytest.mark.real_cli
 Config = dict[str, t.Any]
 
 

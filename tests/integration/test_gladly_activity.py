@@ -18,6 +18,8 @@ from delivery_emulators import GladlyEmulator
 from target_gladly.contract import derived_id, item_id
 from tests.cli import messages, run_ok, run_target, start_target
 
+#: An acceptance test of this round: the target runs as its own process.
+pytestmark = pytest.mark.real_cli
 Config = dict[str, t.Any]
 STREAM = "activities"
 SCHEMA: dict[str, t.Any] = {

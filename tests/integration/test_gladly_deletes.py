@@ -6,9 +6,13 @@ import json
 import typing as t
 from pathlib import Path
 
+import pytest
+
 from delivery_emulators import GladlyEmulator
 from tests.cli import messages, run_ok, run_target
 
+#: An acceptance test of this round: the target runs as its own process.
+pytestmark = pytest.mark.real_cli
 Config = dict[str, t.Any]
 STREAM = "erasures"
 SCHEMA = {

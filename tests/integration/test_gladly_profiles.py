@@ -1,4 +1,4 @@
-"""Customer profiles through the real CLI: upsert, insert and update."""
+"""Customer profiles through the CLI entry point: upsert, insert and update."""
 
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ import pytest
 from delivery_emulators import AgillicEmulator
 from tests.cli import customer, messages, run_ok
 
+#: An acceptance test of this round: the target runs as its own process.
+pytestmark = pytest.mark.real_cli
 Config = dict[str, t.Any]
 REMOVE = "POST /recipients/:removeFromStaticTargetGroup"
 SCHEMA = {

@@ -16,6 +16,8 @@ import pytest
 from delivery_emulators import AgillicEmulator
 from tests.cli import BIN, customer, messages, run_ok, run_target, start_target
 
+#: An acceptance test of this round: the target runs as its own process.
+pytestmark = pytest.mark.real_cli
 Config = dict[str, t.Any]
 REFUSED = range(20)
 
