@@ -4,7 +4,9 @@
 logging to stderr, STATE to stdout) inside the test process: a new Python
 process costs 0.6 s of CPU importing singer-sdk, most of what a typical test
 spends. Tests marked ``real_cli`` (start-up, configuration messages, bad
-input) and every ``start_target`` (signals) run a separate process.
+input, and the main acceptance run of each feature: quarantine, run history,
+verification, the call budget, mirror safety, events, activity, deletes) and
+every ``start_target`` (signals, kills) run a separate process.
 """
 
 from __future__ import annotations

@@ -11,8 +11,6 @@ import pytest
 from delivery_emulators import AgillicEmulator
 from tests.cli import customer, messages, run_ok, run_target
 
-#: An acceptance test of this round: the target runs as its own process.
-pytestmark = pytest.mark.real_cli
 Config = dict[str, t.Any]
 DELETE = "DELETE /recipients/{id}"
 GONE_SCHEMA = {"type": "object", "properties": {"email": {"type": "string"}}}
@@ -49,6 +47,7 @@ def delete_config(agillic_config: Config) -> Config:
     }
 
 
+@pytest.mark.real_cli  # the acceptance run, as its own process
 def test_deletes_go_through_as_a_dry_run_planned_them(
     agillic_emulator: AgillicEmulator, delete_config: Config, tmp_path: Path
 ) -> None:

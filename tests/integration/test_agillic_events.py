@@ -11,8 +11,6 @@ import pytest
 from delivery_emulators import AgillicEmulator
 from tests.cli import customer, messages, run_ok, run_target
 
-#: An acceptance test of this round: the target runs as its own process.
-pytestmark = pytest.mark.real_cli
 Config = dict[str, t.Any]
 FIRE = "POST /recipients/{id}/events/{event}/:achieveWithContext"
 EVENT = "ORDER_PLACED"
@@ -97,6 +95,7 @@ def with_orders(config: Config, **overrides: t.Any) -> Config:
     return {**config, "streams": {**config["streams"], "orders": stream}}
 
 
+@pytest.mark.real_cli  # the acceptance run, as its own process
 def test_each_record_fires_its_event_once_with_its_context(
     agillic_emulator: AgillicEmulator, event_config: Config, tmp_path: Path
 ) -> None:

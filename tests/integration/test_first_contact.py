@@ -16,8 +16,6 @@ import pytest
 from delivery_emulators import AgillicEmulator, GladlyEmulator
 from tests.cli import customer, messages, run_ok, run_target
 
-#: An acceptance test of this round: the target runs as its own process.
-pytestmark = pytest.mark.real_cli
 Config = dict[str, t.Any]
 
 
@@ -40,6 +38,7 @@ def loose_tasks(agillic_emulator: AgillicEmulator) -> AgillicEmulator:
     return agillic_emulator
 
 
+@pytest.mark.real_cli  # the acceptance run, as its own process
 def test_a_task_without_per_entry_results_verifies_nothing(
     loose_tasks: AgillicEmulator, agillic_config: Config, tmp_path: Path
 ) -> None:
@@ -82,6 +81,7 @@ def test_a_sample_that_finds_everything_trusts_the_rest(
     assert agillic_emulator.calls["GET /recipients"] == 1
 
 
+@pytest.mark.real_cli  # the acceptance run, as its own process
 def test_a_daily_call_budget_stops_the_run_cleanly_and_the_next_goes_on(
     agillic_emulator: AgillicEmulator, agillic_config: Config, tmp_path: Path
 ) -> None:

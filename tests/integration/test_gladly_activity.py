@@ -18,8 +18,6 @@ from delivery_emulators import GladlyEmulator
 from target_gladly.contract import derived_id, item_id
 from tests.cli import messages, run_ok, run_target, start_target
 
-#: An acceptance test of this round: the target runs as its own process.
-pytestmark = pytest.mark.real_cli
 Config = dict[str, t.Any]
 STREAM = "activities"
 SCHEMA: dict[str, t.Any] = {
@@ -112,6 +110,7 @@ def profile_of(emulator: GladlyEmulator, address: str) -> str:
     return str(profile["id"])
 
 
+@pytest.mark.real_cli  # the acceptance run, as its own process
 def test_200_activities_of_50_customers_land_once_and_create_the_10_new_ones(
     gladly_emulator: GladlyEmulator, gladly_config: Config, tmp_path: Path
 ) -> None:

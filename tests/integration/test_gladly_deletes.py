@@ -11,8 +11,6 @@ import pytest
 from delivery_emulators import GladlyEmulator
 from tests.cli import messages, run_ok, run_target
 
-#: An acceptance test of this round: the target runs as its own process.
-pytestmark = pytest.mark.real_cli
 Config = dict[str, t.Any]
 STREAM = "erasures"
 SCHEMA = {
@@ -61,6 +59,7 @@ def rejects(tmp_path: Path) -> list[dict[str, t.Any]]:
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
+@pytest.mark.real_cli  # the acceptance run, as its own process
 def test_twenty_deletes_are_planned_by_a_dry_run_then_done(
     gladly_emulator: GladlyEmulator, gladly_config: Config, tmp_path: Path
 ) -> None:

@@ -11,8 +11,6 @@ import pytest
 from delivery_emulators import AgillicEmulator
 from tests.cli import customer, messages, run_ok
 
-#: An acceptance test of this round: the target runs as its own process.
-pytestmark = pytest.mark.real_cli
 Config = dict[str, t.Any]
 REMOVE = "POST /recipients/:removeFromStaticTargetGroup"
 SCHEMA = {
@@ -83,6 +81,7 @@ def test_members_whose_rows_are_rejected_for_another_field_stay(
     assert result.states
 
 
+@pytest.mark.real_cli  # the acceptance run, as its own process
 def test_a_tap_that_dies_part_way_removes_no_one(
     thousand: AgillicEmulator, mirror: Config, tmp_path: Path
 ) -> None:
@@ -93,6 +92,7 @@ def test_a_tap_that_dies_part_way_removes_no_one(
     assert "no STATE followed the last record of stream vip" in result.stderr
 
 
+@pytest.mark.real_cli  # the acceptance run, as its own process
 def test_a_complete_snapshot_removes_exactly_the_members_it_lost(
     thousand: AgillicEmulator, mirror: Config, tmp_path: Path
 ) -> None:

@@ -16,8 +16,6 @@ import pytest
 from delivery_emulators import AgillicEmulator
 from tests.cli import BIN, customer, messages, run_ok, run_target, start_target
 
-#: An acceptance test of this round: the target runs as its own process.
-pytestmark = pytest.mark.real_cli
 Config = dict[str, t.Any]
 REFUSED = range(20)
 
@@ -60,6 +58,7 @@ def refusing(agillic_emulator: AgillicEmulator) -> AgillicEmulator:
     return agillic_emulator
 
 
+@pytest.mark.real_cli  # the acceptance run, as its own process
 def test_refused_payloads_wait_for_a_change_and_fixed_ones_are_resolved(
     refusing: AgillicEmulator, config: Config, tmp_path: Path
 ) -> None:
@@ -130,6 +129,7 @@ def test_a_batch_task_that_failed_as_a_whole_is_retried_next_run(
     assert stats(tmp_path)["quarantined"] == 0
 
 
+@pytest.mark.real_cli  # the acceptance run, as its own process
 def test_the_runs_table_holds_each_run_with_the_reports_counts(
     refusing: AgillicEmulator, config: Config, tmp_path: Path
 ) -> None:
