@@ -198,3 +198,31 @@ def test_gladly_sigterm_while_reading_and_while_delivering(
     }
     assert ledger_keys(tmp_path) <= {key_hash(email) for email in emails}
     assert not list((tmp_path / "tmp").iterdir())
+
+
+def test_gladly_sigterm_during_the_final_drain(
+    gladly_emulator: GladlyEmulator,
+    gladly_config: Config,
+    tmp_path: Path,
+    tmpdir_env: dict[str, str],
+) -> None:
+    gladly_emulator.configure(latency=0.5)
+    proc = start_target("target-gladly", gladly_config, tmp_path, env=tmpdir_env)
+    write(proc, messages([customer(i) for i in range(300)]))
+    assert proc.stdin is not None
+    proc.stdin.close()
+    wait_for(lambda: len(gladly_emulator.profiles) >= 10)
+
+    code, took, stdout, stderr = stop(proc)
+    assert took < SLACK, stderr
+    assert code == 128 + signal.SIGTERM
+    assert report(tmp_path)["interrupted"] is True
+    assert "300" not in stdout, "the final STATE needs every record delivered"
+    emails = {
+        e["original"]
+        for profile in gladly_emulator.profiles.values()
+        for e in profile.get("emails", [])
+    }
+    assert len(emails) < 300
+    assert ledger_keys(tmp_path) <= {key_hash(email) for email in emails}
+    assert not list((tmp_path / "tmp").iterdir())
