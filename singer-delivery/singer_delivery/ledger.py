@@ -157,10 +157,13 @@ def default_ledger_url(environ: t.Mapping[str, str] = os.environ) -> str:
     return f"sqlite:///{folder / 'delivery-ledger.sqlite'}"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Known:
+class Known(t.NamedTuple):
     """What the ledger knows of one key: its last delivered payload, and the
-    payload last refused for good (quarantined) with the reason."""
+    payload last refused for good (quarantined) with the reason.
+
+    A named tuple rather than a frozen dataclass: one is built per key looked
+    up, and a tuple is several times cheaper to build.
+    """
 
     fingerprint: str | None = None
     refused_fingerprint: str | None = None
