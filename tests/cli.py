@@ -129,7 +129,11 @@ def run_target(
     env: dict[str, str] | None = None,
     timeout: float = 240,
 ) -> Result:
-    """Pipe ``lines`` into ``<name> --config`` and wait for it to end."""
+    """Feed ``lines`` to ``<name> --config`` and wait for it to end.
+
+    In-process the lines go through ``--input`` (a file); in a process they
+    are piped to stdin, as a tap's output would be.
+    """
     config_path = write_config(tmp_path / f"{name}-config.json", config)
     if IN_PROCESS:
         input_path = tmp_path / f"{name}-input.jsonl"
@@ -185,6 +189,7 @@ def _exit_code(command: click.Command, name: str, args: list[str]) -> int:
 
 @contextlib.contextmanager
 def _process_state(cwd: Path, env: dict[str, str]) -> Iterator[None]:
+    """Run in ``cwd`` with ``env`` added; put back what a run changes globally."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     signals = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
