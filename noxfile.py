@@ -94,8 +94,8 @@ def install_meltano(session: nox.Session) -> Path:
 
 
 def test_workers() -> str:
-    """Twice the CPUs: most of a test's time is spent waiting on a target
-    subprocess, an emulator or Meltano, not computing."""
+    """Twice the CPUs: much of a test's time is spent waiting on an emulator,
+    a target process or Meltano, not computing."""
     return str(2 * (os.cpu_count() or 1))
 
 
