@@ -180,7 +180,10 @@ def _exit_code(command: click.Command, name: str, args: list[str]) -> int:
     try:
         command.main(args, prog_name=name)
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)  # what Python does with a message
+        return 1
     except Exception:  # noqa: BLE001 - an uncaught error is the test's finding
         traceback.print_exc()
         return 1
