@@ -29,6 +29,10 @@ MELTANO = "meltano>=4.4,<5"
 #: Meltano's own virtualenv, shared by the tests and demo sessions.
 MELTANO_VENV = ROOT / ".nox" / "meltano"
 MELTANO_ENV = {"MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"}
+#: uv leaves bytecode to the first import, which never writes it where
+#: PYTHONDONTWRITEBYTECODE is set (some CI images): then every target process
+#: would compile singer-sdk again, about a second each.
+INSTALL_ENV = {"UV_COMPILE_BYTECODE": "1"}
 #: Type-checked beside the packages (hub/generate.py through the tests' imports).
 TYPED_SOURCES = ["tests"]
 
@@ -71,7 +75,7 @@ def sync(session: nox.Session, group: str, *, packages: bool = True) -> None:
         "--locked",
         "--no-default-groups",
         *scope,
-        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location, **INSTALL_ENV},
     )
 
 
@@ -88,7 +92,14 @@ def install_meltano(session: nox.Session) -> Path:
             "uv", "venv", "--quiet", "--python", sys.executable, str(MELTANO_VENV)
         )
     session.run_install(
-        "uv", "pip", "install", "--quiet", "--python", str(python), MELTANO
+        "uv",
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        str(python),
+        MELTANO,
+        env=INSTALL_ENV,
     )
     return MELTANO_VENV / "bin" / "meltano"
 
