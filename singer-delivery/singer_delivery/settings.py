@@ -10,7 +10,6 @@ fix, before any input is read.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import json
 import os
@@ -474,10 +473,14 @@ def unknown_settings(
 ) -> list[str]:
     """Warnings for settings no one reads, with the closest valid name."""
     known = set(schema.get("properties", {})) | SDK_SETTINGS
+    # names starting with "_" are Meltano's own extras
+    unknown = [n for n in sorted(set(config) - known) if not n.startswith("_")]
+    if not unknown:
+        return []
+    import difflib  # only a config with a typo pays its import (about 30 ms)
+
     warnings = []
-    for name in sorted(set(config) - known):
-        if name.startswith("_"):
-            continue  # Meltano's own extras
+    for name in unknown:
         close = difflib.get_close_matches(name, sorted(known), n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         warnings.append(f"unknown setting {name!r} is ignored{hint}")
