@@ -101,8 +101,7 @@ class Item:
         return decode_json(self.encoded)
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(t.NamedTuple):
     """What became of one item.
 
     Exactly one of three: delivered (``actions`` says what was done, possibly
@@ -111,6 +110,9 @@ class Outcome:
     next checkpoint and rejected with that reason at the end of input).
     ``verified`` is False when the API acknowledged the write without
     evidence for this entry (an async task without per-entry results).
+
+    A named tuple rather than a frozen dataclass: one is made per record
+    delivered, and it is built in half the time.
     """
 
     item: Item
