@@ -62,15 +62,11 @@ def import_packages() -> list[str]:
     ]
 
 
-def sync(
-    session: nox.Session, group: str, *, packages: bool = True, editable: bool = True
-) -> None:
+def sync(session: nox.Session, group: str, *, packages: bool = True) -> None:
     """Install exactly what uv.lock pins: the workspace and one dependency group.
 
     ``--locked`` fails when pyproject.toml has changed since the lock was
     written, rather than quietly resolving something else than CI tests.
-    ``editable=False`` installs the packages as a user gets them (built and
-    compiled), for figures that must not include compiling our own sources.
     """
     scope = ["--group", group] if packages else ["--only-group", group]
     session.run_install(
@@ -79,7 +75,6 @@ def sync(
         "--locked",
         "--no-default-groups",
         *scope,
-        *([] if editable else ["--no-editable"]),
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location, **INSTALL_ENV},
     )
 
@@ -183,7 +178,7 @@ def bench(session: nox.Session) -> None:
     ``nox -s bench -- --records 5000 --pairs 3 --skip-1m --skip-gladly`` is a
     quick run, ``nox -s bench -- --help`` lists the options).
     """
-    sync(session, "test", editable=False)
+    sync(session, "test")
     session.run("python", "-m", "tests.bench", *session.posargs)
 
 
