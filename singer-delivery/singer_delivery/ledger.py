@@ -32,6 +32,7 @@ from pathlib import Path
 
 from singer_delivery.batching import chunked
 from singer_delivery.errors import OperationalError
+from singer_delivery.serialization import hex_digest
 
 if t.TYPE_CHECKING:
     import psycopg
@@ -78,9 +79,8 @@ class Scope:
 
     @property
     def scope_id(self) -> str:
-        """A short stable id for the scope."""
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
-        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        """A short stable id for the scope: the hash of its description."""
+        return hex_digest(self.description.encode())
 
     @property
     def description(self) -> str:

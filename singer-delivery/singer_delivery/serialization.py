@@ -54,7 +54,8 @@ def canonical_json(value: t.Any) -> bytes:
 _BLAKE2B_16 = hashlib.blake2b(digest_size=16)
 
 
-def _hex_hash(data: bytes) -> str:
+def hex_digest(data: bytes) -> str:
+    """The 16-byte BLAKE2b digest, in hex, that every ledger id and hash is."""
     hasher = _BLAKE2B_16.copy()
     hasher.update(data)
     return hasher.hexdigest()
@@ -62,7 +63,7 @@ def _hex_hash(data: bytes) -> str:
 
 def fingerprint_of(encoded: bytes) -> str:
     """The hash of an encoded payload, as stored in the ledger."""
-    return _hex_hash(encoded)
+    return hex_digest(encoded)
 
 
 def fingerprint(payload: t.Any) -> str:
@@ -72,7 +73,7 @@ def fingerprint(payload: t.Any) -> str:
 
 def key_hash(key: str) -> str:
     """The ledger stores this instead of the key itself (minimal personal data)."""
-    return _hex_hash(key.encode())
+    return hex_digest(key.encode())
 
 
 def join_json(parts: t.Iterable[bytes]) -> bytes:
