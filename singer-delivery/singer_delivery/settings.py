@@ -479,9 +479,10 @@ def unknown_settings(
         return []
     import difflib  # only a config with a typo pays its import (about 30 ms)
 
+    candidates = sorted(known)
     warnings = []
     for name in unknown:
-        close = difflib.get_close_matches(name, sorted(known), n=1)
+        close = difflib.get_close_matches(name, candidates, n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         warnings.append(f"unknown setting {name!r} is ignored{hint}")
     return warnings
