@@ -28,6 +28,7 @@ import time
 import typing as t
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
 from pathlib import Path
 
 from singer_delivery.batching import chunked
@@ -45,7 +46,7 @@ CHUNK = 1000
 #: before every STATE and at the end). Large flushes keep the cost per key
 #: flat: each one rewrites only the pages its sorted keys land on.
 FLUSH_AT = 20_000
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The object type of a scope of delete requests ends so (``recipient_deletes``).
 DELETES = "_deletes"
 
@@ -333,10 +334,21 @@ class Ledger:
                     "the target or use another ledger"
                 )
                 raise LedgerError(msg)
+            if self.dialect == "sqlite":
+                conn.create_function(_UNHEX, 1, _unhex, deterministic=True)
+            started = time.monotonic()
             for step in range(version, SCHEMA_VERSION):
                 for statement in MIGRATIONS[step](self.dialect):
                     conn.execute(statement)
             self._set_version(conn)
+        if 0 < version < SCHEMA_VERSION:
+            logger.info(
+                "the ledger's tables were migrated from schema version %d to %d "
+                "in %.1f s (once)",
+                version,
+                SCHEMA_VERSION,
+                time.monotonic() - started,
+            )
 
     def _check_readable(self) -> None:
         """A reader needs the current schema and never migrates it."""
@@ -422,17 +434,18 @@ class Ledger:
         """
         delivered: dict[str, str] = {}
         refused: dict[str, tuple[str, str]] = {}
+        scope = bytes.fromhex(scope_id)
         with self._errors("read deliveries"), self._lock:
             for chunk in chunked(key_hashes, CHUNK):
-                where, params = self._in("key_hash", chunk)
-                delivered.update(
-                    self._rows(
-                        "SELECT key_hash, fingerprint FROM ledger_deliveries "
-                        f"WHERE scope_id = ? AND {where}",
-                        [scope_id, *params],
-                    )
+                where, params = self._in("key_hash", _binary(chunk))
+                rows = self._rows(
+                    "SELECT key_hash, fingerprint FROM ledger_deliveries "
+                    f"WHERE scope_id = ? AND {where}",
+                    [scope, *params],
                 )
+                delivered.update((key.hex(), found.hex()) for key, found in rows)
                 if quarantine and scope_id in self._open_rejects:
+                    where, params = self._in("key_hash", chunk)
                     refused.update(self._refused(scope_id, where, params))
             pending = self._pending.get(scope_id, {})
             delivered.update({k: pending[k] for k in key_hashes if k in pending})
@@ -496,12 +509,18 @@ class Ledger:
         cost a third more system time at a million keys. PostgreSQL gets all
         pairs as two arrays in one statement, one round trip.
         """
+        scope = bytes.fromhex(scope_id)
+        binary_keys = map(bytes.fromhex, ordered)
+        fingerprints = (bytes.fromhex(keys[key]) for key in ordered)
         if self.dialect == "sqlite":
-            rows = ((scope_id, key, keys[key]) for key in ordered)
+            now = int(time.time())
+            rows = zip(repeat(scope), binary_keys, fingerprints, repeat(now))
             conn.executemany(UPSERT_DELIVERIES_SQLITE, rows)
         else:
-            fingerprints = [keys[key] for key in ordered]
-            conn.execute(UPSERT_DELIVERIES_POSTGRES, [scope_id, ordered, fingerprints])
+            conn.execute(
+                UPSERT_DELIVERIES_POSTGRES,
+                [scope, list(binary_keys), list(fingerprints)],
+            )
 
     def _resolve(self, conn: t.Any, scope_id: str, key_hashes: list[str]) -> None:
         for chunk in chunked(key_hashes, CHUNK):
@@ -534,12 +553,12 @@ class Ledger:
                 pending.pop(key, None)
             with self._errors("forget deliveries"), self._transaction() as conn:
                 for chunk in chunked(key_hashes, CHUNK):
-                    where, params = self._in("key_hash", chunk)
+                    where, params = self._in("key_hash", _binary(chunk))
                     conn.execute(
                         self._sql(
                             f"DELETE FROM ledger_deliveries WHERE scope_id = ? AND {where}"
                         ),
-                        [scope_id, *params],
+                        [bytes.fromhex(scope_id), *params],
                     )
 
     def _siblings(self, scope: Scope) -> list[Scope]:
@@ -577,7 +596,8 @@ class Ledger:
         self.flush()
         with self._errors("count deliveries"):
             [(count,)] = self._rows(
-                "SELECT count(*) FROM ledger_deliveries WHERE scope_id = ?", [scope_id]
+                "SELECT count(*) FROM ledger_deliveries WHERE scope_id = ?",
+                [bytes.fromhex(scope_id)],
             )
         return int(count)
 
@@ -992,12 +1012,12 @@ _ON_CONFLICT = (
 )
 UPSERT_DELIVERIES_SQLITE = (
     "INSERT INTO ledger_deliveries (scope_id, key_hash, fingerprint, delivered_at) "
-    f"VALUES (?, ?, ?, CURRENT_TIMESTAMP) {_ON_CONFLICT}"
+    f"VALUES (?, ?, ?, ?) {_ON_CONFLICT}"
 )
 UPSERT_DELIVERIES_POSTGRES = (
     "INSERT INTO ledger_deliveries (scope_id, key_hash, fingerprint, delivered_at) "
     "SELECT %s, pair.key_hash, pair.fingerprint, CURRENT_TIMESTAMP "
-    "FROM unnest(%s::text[], %s::text[]) AS pair (key_hash, fingerprint) "
+    "FROM unnest(%s::bytea[], %s::bytea[]) AS pair (key_hash, fingerprint) "
     f"{_ON_CONFLICT}"
 )
 UPSERT_REJECT = (
@@ -1066,5 +1086,65 @@ def _v2(dialect: str) -> list[str]:
     ]
 
 
+def _v3(dialect: str) -> list[str]:
+    """Compact deliveries: the three ids as 16-byte binary, not 32-char hex.
+
+    A row shrinks from about 125 to 60 bytes in SQLite (its timestamp becomes
+    Unix seconds too), so a million keys need a third of the pages, and each
+    flush and lookup reads and writes that much less. A row whose ids are not
+    hashes as this ledger writes them is dropped: its record is sent once
+    more, the safe direction.
+    """
+    if dialect == "postgresql":
+        valid = " ~ '^[0-9a-f]{32}$'"
+        binary = ", ".join(
+            f"ALTER COLUMN {column} TYPE BYTEA USING decode({column}, 'hex')"
+            for column in ("scope_id", "key_hash", "fingerprint")
+        )
+        return [
+            (
+                f"DELETE FROM ledger_deliveries WHERE NOT (scope_id{valid} "
+                f"AND key_hash{valid} AND fingerprint{valid})"
+            ),
+            f"ALTER TABLE ledger_deliveries {binary}",
+        ]
+    return [
+        (
+            "CREATE TABLE ledger_deliveries_v3 (scope_id BLOB NOT NULL, "
+            "key_hash BLOB NOT NULL, fingerprint BLOB NOT NULL, "
+            "delivered_at INTEGER NOT NULL, PRIMARY KEY (scope_id, key_hash)) "
+            "WITHOUT ROWID"
+        ),
+        (
+            "INSERT INTO ledger_deliveries_v3 SELECT * FROM (SELECT "
+            f"{_UNHEX}(scope_id) AS scope_id, {_UNHEX}(key_hash) AS key_hash, "
+            f"{_UNHEX}(fingerprint) AS fingerprint, "
+            "CAST(strftime('%s', delivered_at) AS INTEGER) AS delivered_at "
+            "FROM ledger_deliveries) WHERE scope_id IS NOT NULL "
+            "AND key_hash IS NOT NULL AND fingerprint IS NOT NULL"
+        ),
+        "DROP TABLE ledger_deliveries",
+        "ALTER TABLE ledger_deliveries_v3 RENAME TO ledger_deliveries",
+    ]
+
+
+#: The SQL function ``_v3`` converts hex with (SQLite has ``unhex`` only
+#: from 3.41, newer than many systems' Python ships).
+_UNHEX = "ledger_unhex"
+_HASH = re.compile("[0-9a-f]{32}")
+
+
+def _unhex(text: object) -> bytes | None:
+    """A ledger hash as bytes; None for anything this ledger did not write."""
+    return (
+        bytes.fromhex(text) if isinstance(text, str) and _HASH.fullmatch(text) else None
+    )
+
+
+def _binary(hex_ids: Iterable[str]) -> list[bytes]:
+    """Hex hashes as the deliveries table stores them."""
+    return list(map(bytes.fromhex, hex_ids))
+
+
 #: MIGRATIONS[n] brings a ledger from schema version n to n + 1.
-MIGRATIONS: list[t.Callable[[str], list[str]]] = [_v1, _v2]
+MIGRATIONS: list[t.Callable[[str], list[str]]] = [_v1, _v2, _v3]

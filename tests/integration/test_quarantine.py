@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from delivery_emulators import AgillicEmulator
+from singer_delivery.ledger import MIGRATIONS, SCHEMA_VERSION
 from tests.cli import BIN, customer, messages, run_ok, run_target, start_target
 
 Config = dict[str, t.Any]
@@ -207,17 +208,50 @@ def test_the_ledger_can_be_read_from_the_command_line(
     assert f"{customer(3)['email']}  refused (quarantined): tier not allowed" in shown
 
 
-def test_a_ledger_of_the_previous_schema_keeps_its_change_detection(
-    agillic_emulator: AgillicEmulator, config: Config, tmp_path: Path
+def as_older_schema(config: Config, version: int) -> None:
+    """Rewrite the ledger as release ``version`` left it, the same deliveries in
+    its tables (hex text, before version 3 made them binary)."""
+    dialect = (
+        "sqlite" if str(config["ledger_url"]).startswith("sqlite") else "postgresql"
+    )
+    deliveries = [
+        tuple(bytes(value).hex() for value in row)
+        for row in query(
+            config, "SELECT scope_id, key_hash, fingerprint FROM ledger_deliveries"
+        )
+    ]
+    for table in query(
+        config,
+        "SELECT name FROM sqlite_master WHERE type = 'table'"
+        if dialect == "sqlite"
+        else "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+    ):
+        query(config, f"DROP TABLE {table[0]}")
+    statements = [s for step in MIGRATIONS[:version] for s in step(dialect)]
+    if version > 1:
+        statements += [
+            "CREATE TABLE ledger_meta (name VARCHAR(64) PRIMARY KEY, value TEXT)",
+            f"INSERT INTO ledger_meta VALUES ('schema_version', '{version}')",
+        ]
+    statements += [
+        "INSERT INTO ledger_deliveries (scope_id, key_hash, fingerprint) "
+        f"VALUES ('{scope}', '{key}', '{fingerprint}')"
+        for scope, key, fingerprint in deliveries
+    ]
+    for statement in statements:
+        query(config, statement)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_ledger_of_an_earlier_schema_keeps_its_change_detection(
+    agillic_emulator: AgillicEmulator, config: Config, tmp_path: Path, version: int
 ) -> None:
-    """A ledger written before run history existed: the tables that schema
-    had, with this run's rows in them."""
+    """Each earlier release's tables, holding this run's deliveries, are
+    migrated at the next run, and nothing is sent again."""
     run_ok("target-agillic", config, messages(rows(REFUSED)), tmp_path)
-    for table in ("ledger_rejects", "ledger_runs", "ledger_run_counts", "ledger_calls"):
-        query(config, f"DROP TABLE {table}")
-    query(config, "DROP TABLE ledger_meta")
+    as_older_schema(config, version)
     writes = agillic_emulator.write_calls()
     run_ok("target-agillic", config, messages(rows(REFUSED)), tmp_path)
     assert agillic_emulator.write_calls() == writes
     assert stats(tmp_path)["unchanged"] == 100
-    assert query(config, "SELECT value FROM ledger_meta") == [("2",)]
+    assert query(config, "SELECT value FROM ledger_meta") == [(str(SCHEMA_VERSION),)]

@@ -37,7 +37,8 @@ def ledger_keys(tmp_path: Path) -> set[str]:
     """Every key hash the ledger says was delivered."""
     with sqlite3.connect(tmp_path / "ledger.sqlite") as conn:
         return {
-            row[0] for row in conn.execute("SELECT key_hash FROM ledger_deliveries")
+            row[0].hex()
+            for row in conn.execute("SELECT key_hash FROM ledger_deliveries")
         }
 
 

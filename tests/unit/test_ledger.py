@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import typing as t
@@ -11,6 +12,7 @@ import psycopg
 import pytest
 
 from singer_delivery.ledger import (
+    MIGRATIONS,
     SCHEMA_VERSION,
     Ledger,
     LedgerBusy,
@@ -21,6 +23,7 @@ from singer_delivery.ledger import (
     default_ledger_url,
     redact_url,
 )
+from singer_delivery.serialization import hex_digest
 
 SCOPE = Scope("target-x", "api.example", "recipients", "EMAIL", "customers")
 
@@ -37,26 +40,31 @@ def ledger(url: str) -> Ledger:
     return Ledger.open(url)
 
 
+def h(name: str) -> str:
+    """A key hash or fingerprint as the targets give the ledger: 32 hex digits."""
+    return hex_digest(name.encode())
+
+
 def fingerprints(ledger: Ledger, keys: list[str]) -> dict[str, str | None]:
     return {k: v.fingerprint for k, v in ledger.lookup(SCOPE.scope_id, keys).items()}
 
 
 def test_fingerprints_round_trip_in_chunks_and_update_in_place(ledger: Ledger) -> None:
     ledger.register(SCOPE)
-    pairs = [(f"k{i:05d}", f"f{i}") for i in range(1203)]
+    pairs = [(h(f"k{i}"), h(f"f{i}")) for i in range(1203)]
     ledger.record_deliveries(SCOPE.scope_id, pairs)
-    found = fingerprints(ledger, [k for k, _ in pairs] + ["missing"])
+    found = fingerprints(ledger, [k for k, _ in pairs] + [h("missing")])
     assert found == dict(pairs)
 
-    ledger.record_deliveries(SCOPE.scope_id, [("k00001", "new")])
-    assert fingerprints(ledger, ["k00001"]) == {"k00001": "new"}
+    ledger.record_deliveries(SCOPE.scope_id, [(h("k1"), h("new"))])
+    assert fingerprints(ledger, [h("k1")]) == {h("k1"): h("new")}
     assert ledger.delivered_count(SCOPE.scope_id) == 1203
 
 
 def test_scopes_are_isolated(ledger: Ledger) -> None:
     other = Scope("target-x", "api.example", "recipients", "EMAIL", "leads")
-    ledger.record_deliveries(SCOPE.scope_id, [("k", "f")])
-    assert ledger.lookup(other.scope_id, ["k"]) == {}
+    ledger.record_deliveries(SCOPE.scope_id, [(h("k"), h("f"))])
+    assert ledger.lookup(other.scope_id, [h("k")]) == {}
     assert SCOPE.scope_id != other.scope_id
 
 
@@ -75,7 +83,7 @@ def test_members_are_streamed_in_pages(ledger: Ledger) -> None:
 
 def test_parallel_commits_from_threads_are_all_kept(ledger: Ledger) -> None:
     def commit(worker: int) -> None:
-        pairs = [(f"w{worker}-{i}", "f") for i in range(200)]
+        pairs = [(h(f"w{worker}-{i}"), h("f")) for i in range(200)]
         ledger.record_deliveries(SCOPE.scope_id, pairs)
 
     threads = [threading.Thread(target=commit, args=(w,)) for w in range(8)]
@@ -135,12 +143,13 @@ def test_passwords_never_appear_in_messages() -> None:
 def test_buffered_deliveries_are_visible_before_and_after_the_flush(
     url: str, ledger: Ledger
 ) -> None:
-    ledger.record_deliveries(SCOPE.scope_id, [("a", "1"), ("b", "2")])
-    assert fingerprints(ledger, ["a", "b"]) == {"a": "1", "b": "2"}
-    ledger.forget_deliveries(SCOPE.scope_id, ["b"])
+    a, b = h("a"), h("b")
+    ledger.record_deliveries(SCOPE.scope_id, [(a, h("1")), (b, h("2"))])
+    assert fingerprints(ledger, [a, b]) == {a: h("1"), b: h("2")}
+    ledger.forget_deliveries(SCOPE.scope_id, [b])
     ledger.flush()
     fresh = Ledger.open(url)
-    assert fingerprints(fresh, ["a", "b"]) == {"a": "1"}
+    assert fingerprints(fresh, [a, b]) == {a: h("1")}
 
 
 def reject(key: str, fingerprint: str, *, permanent: bool = True) -> RejectRow:
@@ -152,23 +161,24 @@ def reject(key: str, fingerprint: str, *, permanent: bool = True) -> RejectRow:
 def test_permanent_rejects_quarantine_their_payload_until_delivered(
     ledger: Ledger,
 ) -> None:
+    a, b, c = h("a"), h("b"), h("c")
     ledger.register(SCOPE)
     ledger.record_rejects(
-        SCOPE.scope_id, [reject("a", "fa"), reject("b", "fb", permanent=False)]
+        SCOPE.scope_id, [reject(a, h("fa")), reject(b, h("fb"), permanent=False)]
     )
-    known = ledger.lookup(SCOPE.scope_id, ["a", "b", "c"])
-    assert (known["a"].refused_fingerprint, known["a"].refused_reason) == (
-        "fa",
+    known = ledger.lookup(SCOPE.scope_id, [a, b, c])
+    assert (known[a].refused_fingerprint, known[a].refused_reason) == (
+        h("fa"),
         "refused",
     )
-    assert "b" not in known  # transient: never quarantined
-    assert ledger.lookup(SCOPE.scope_id, ["a"], quarantine=False) == {}
+    assert b not in known  # transient: never quarantined
+    assert ledger.lookup(SCOPE.scope_id, [a], quarantine=False) == {}
     assert ledger.open_rejects(SCOPE.scope_id) == 2
 
-    ledger.record_deliveries(SCOPE.scope_id, [("a", "fa2")])
+    ledger.record_deliveries(SCOPE.scope_id, [(a, h("fa2"))])
     ledger.flush()
     assert ledger.open_rejects(SCOPE.scope_id) == 1
-    assert ledger.lookup(SCOPE.scope_id, ["a"])["a"].refused_fingerprint is None
+    assert ledger.lookup(SCOPE.scope_id, [a])[a].refused_fingerprint is None
 
 
 def test_calls_are_reserved_atomically_up_to_the_budget(url: str) -> None:
@@ -199,7 +209,7 @@ CREATE TABLE ledger_deliveries (scope_id VARCHAR(32) NOT NULL, key_hash VARCHAR(
 CREATE TABLE ledger_members (scope_id VARCHAR(32) NOT NULL, member_id VARCHAR(512)
     NOT NULL, added_at DATETIME NOT NULL, PRIMARY KEY (scope_id, member_id));
 INSERT INTO ledger_deliveries (scope_id, key_hash, fingerprint) VALUES
-    ('{scope}', 'k1', 'f1');
+    ('{scope}', '{key}', '{fingerprint}');
 """
 
 
@@ -207,9 +217,11 @@ def test_a_ledger_of_the_first_schema_is_migrated_in_place(tmp_path: Path) -> No
     """The tables as the first release's SQLAlchemy models created them."""
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as conn:
-        conn.executescript(V1_SQLITE.format(scope=SCOPE.scope_id))
+        conn.executescript(
+            V1_SQLITE.format(scope=SCOPE.scope_id, key=h("k1"), fingerprint=h("f1"))
+        )
     ledger = Ledger.open(f"sqlite:///{path}")
-    assert fingerprints(ledger, ["k1"]) == {"k1": "f1"}
+    assert fingerprints(ledger, [h("k1")]) == {h("k1"): h("f1")}
     with sqlite3.connect(path) as conn:
         (version,) = conn.execute(
             "SELECT value FROM ledger_meta WHERE name = 'schema_version'"
@@ -217,6 +229,50 @@ def test_a_ledger_of_the_first_schema_is_migrated_in_place(tmp_path: Path) -> No
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert int(version) == SCHEMA_VERSION
     assert {"ledger_rejects", "ledger_runs", "ledger_run_counts"} <= tables
+
+
+def connect(url: str) -> t.Any:
+    """A plain driver connection to the test's ledger database."""
+    if url.startswith("sqlite"):
+        return sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    return psycopg.connect(url, autocommit=True)
+
+
+def second_schema(url: str, rows: list[tuple[str, str, str]]) -> None:
+    """A ledger as release 2 left it, its deliveries in hex text."""
+    dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+    marker = "?" if dialect == "sqlite" else "%s"
+    with contextlib.closing(connect(url)) as conn:
+        for statement in [*MIGRATIONS[0](dialect), *MIGRATIONS[1](dialect)]:
+            conn.execute(statement)
+        conn.execute(
+            "CREATE TABLE ledger_meta (name VARCHAR(64) PRIMARY KEY, value TEXT)"
+        )
+        conn.execute("INSERT INTO ledger_meta VALUES ('schema_version', '2')")
+        for row in rows:
+            conn.execute(
+                "INSERT INTO ledger_deliveries (scope_id, key_hash, fingerprint) "
+                f"VALUES ({marker}, {marker}, {marker})",
+                row,
+            )
+
+
+def test_hex_deliveries_become_binary_and_stay_known(url: str) -> None:
+    """Every delivery kept through the v3 migration; only non-hashes dropped."""
+    pairs = [(h(f"k{i}"), h(f"f{i}")) for i in range(50)]
+    rows = [(SCOPE.scope_id, key, fingerprint) for key, fingerprint in pairs]
+    rows.append((SCOPE.scope_id, "not a hash", h("f")))
+    second_schema(url, rows)
+
+    ledger = Ledger.open(url)
+    assert fingerprints(ledger, [k for k, _ in pairs]) == dict(pairs)
+    assert ledger.delivered_count(SCOPE.scope_id) == 50
+    with contextlib.closing(connect(url)) as conn:
+        stored = conn.execute(
+            "SELECT scope_id, key_hash, fingerprint FROM ledger_deliveries"
+        ).fetchall()
+    assert {(bytes(k).hex(), bytes(f).hex()) for _, k, f in stored} == set(pairs)
+    assert {bytes(scope).hex() for scope, _, _ in stored} == {SCOPE.scope_id}
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
