@@ -447,8 +447,10 @@ class Ledger:
                 if quarantine and scope_id in self._open_rejects:
                     where, params = self._in("key_hash", chunk)
                     refused.update(self._refused(scope_id, where, params))
-            pending = self._pending.get(scope_id, {})
-            delivered.update({k: pending[k] for k in key_hashes if k in pending})
+            if pending := self._pending.get(scope_id):
+                delivered.update({k: pending[k] for k in key_hashes if k in pending})
+        if not refused:  # the common case, built without merging two dicts
+            return {key: Known(found) for key, found in delivered.items()}
         return {
             key: Known(delivered.get(key), *refused.get(key, (None, None)))
             for key in {*delivered, *refused}
