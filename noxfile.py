@@ -1,4 +1,4 @@
-"""Development sessions: tests (default), lint, typing, bench, demo, sdk_next.
+"""Sessions: tests (default), lint, typing, bench, demo, sdk_next, lock_meltano.
 
 ``python3 dev.py <session>`` gets nox and uv first on a machine that has
 only Python 3.11+; with both installed, ``python3 -m nox -s <session>`` is
@@ -25,7 +25,10 @@ nox.options.reuse_existing_virtualenvs = True
 
 ROOT = Path(__file__).resolve().parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+#: The Meltano releases the tests and the demo accept; ``nox -s lock_meltano``
+#: pins one, with every dependency and hash, in MELTANO_LOCK.
 MELTANO = "meltano>=4.4,<5"
+MELTANO_LOCK = ROOT / "requirements-meltano.txt"
 #: Meltano's own virtualenv, shared by the tests and demo sessions.
 MELTANO_VENV = ROOT / ".nox" / "meltano"
 MELTANO_ENV = {"MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"}
@@ -80,11 +83,14 @@ def sync(session: nox.Session, group: str, *, packages: bool = True) -> None:
 
 
 def install_meltano(session: nox.Session) -> Path:
-    """Meltano in a virtualenv of its own; returns its executable.
+    """Meltano in a virtualenv of its own, as MELTANO_LOCK pins it; returns
+    its executable.
 
     Meltano pins its own dependencies (SQLAlchemy, click, structlog...), which
     must not choose the versions the targets are tested with; the plugins it
-    runs get virtualenvs of their own from Meltano anyway.
+    runs get virtualenvs of their own from Meltano anyway. Installing from
+    the pinned file means a new Meltano release changes nothing here until
+    the file is regenerated.
     """
     python = MELTANO_VENV / "bin" / "python"
     if not python.exists():
@@ -98,10 +104,34 @@ def install_meltano(session: nox.Session) -> Path:
         "--quiet",
         "--python",
         str(python),
-        MELTANO,
+        "--requirement",
+        str(MELTANO_LOCK),
         env=INSTALL_ENV,
     )
     return MELTANO_VENV / "bin" / "meltano"
+
+
+@nox.session(venv_backend="none", default=False)
+def lock_meltano(session: nox.Session) -> None:
+    """Pin the newest Meltano in MELTANO's range, with its dependencies' hashes."""
+    wanted = Path(session.create_tmp()) / "meltano.in"
+    wanted.write_text(f"{MELTANO}\n")
+    session.run(
+        "uv",
+        "pip",
+        "compile",
+        "--universal",
+        "--python-version",
+        PYPROJECT["project"]["requires-python"].removeprefix(">="),
+        "--generate-hashes",
+        "--custom-compile-command",
+        "python3 dev.py lock_meltano",
+        "--quiet",
+        "--output-file",
+        str(MELTANO_LOCK),
+        str(wanted),
+        external=True,
+    )
 
 
 def test_workers() -> str:
