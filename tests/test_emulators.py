@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 import requests
 
 from delivery_emulators import AgillicEmulator, GladlyEmulator
+from delivery_emulators.agillic import MAX_BATCH
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 10
@@ -706,18 +708,14 @@ def test_gladly_status_fault_uses_its_envelope(
 # -- command line -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["agillic", "gladly"])
-def test_cli_serves_until_sigterm(name: str) -> None:
+@contextlib.contextmanager
+def cli_emulator(name: str, *flags: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``python -m delivery_emulators.<name>`` on a free port: (process, URL).
+
+    Stopped with SIGTERM at the end; the test reads its exit code and stderr.
+    """
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            f"delivery_emulators.{name}",
-            "--port",
-            "0",
-            "--latency",
-            "0.01",
-        ],
+        [sys.executable, "-m", f"delivery_emulators.{name}", "--port", "0", *flags],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -727,11 +725,54 @@ def test_cli_serves_until_sigterm(name: str) -> None:
         assert process.stdout is not None
         line = process.stdout.readline().strip()
         assert line.startswith("listening on http://127.0.0.1:")
-        url = line.removeprefix("listening on ")
-        state = requests.get(f"{url}/_emulator/state", timeout=TIMEOUT).json()
-        assert state["settings"]["latency"] == 0.01
+        yield process, line.removeprefix("listening on ")
     finally:
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=10)
+        process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("name", ["agillic", "gladly"])
+def test_cli_serves_until_sigterm(name: str) -> None:
+    with cli_emulator(name, "--latency", "0.01") as (process, url):
+        state = requests.get(f"{url}/_emulator/state", timeout=TIMEOUT).json()
+        assert state["settings"]["latency"] == 0.01
     assert process.returncode == 0
-    assert stderr == ""
+    assert process.stderr is not None
+    assert process.stderr.read() == ""
+
+
+def resident_mib(pid: int) -> float:
+    """The process's resident memory now (VmRSS), in MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    (line,) = (x for x in status.splitlines() if x.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_the_command_line_emulator_does_not_keep_request_bodies() -> None:
+    """A long manual session must not grow by every body it was sent.
+
+    Each request carries about 2 MB of values and is refused (one entry too
+    many), so none of it becomes data; kept, 25 such bodies would add 50 MB.
+    """
+    entries = [
+        person(f"r{i}@x.com", NOTE=f"{i:04d}" * 500) for i in range(MAX_BATCH + 1)
+    ]
+    body = json.dumps({"recipients": entries})
+    with cli_emulator("agillic") as (process, url), requests.Session() as session:
+        session.headers["Authorization"] = f"Bearer {agillic_token(url)}"
+        session.headers["Content-Type"] = "application/json"
+
+        def send() -> None:
+            answer = session.post(
+                f"{url}/recipients/v2/:upsert", data=body, timeout=TIMEOUT
+            )
+            assert answer.status_code == 400
+
+        send()
+        before = resident_mib(process.pid)
+        for _ in range(25):
+            send()
+        grown = resident_mib(process.pid) - before
+        calls = requests.get(f"{url}/_emulator/calls", timeout=TIMEOUT).json()
+    assert calls["status_counts"]["400"] == 26
+    assert grown < 15, f"the emulator grew by {grown:.0f} MiB"
