@@ -1092,8 +1092,8 @@ def _v3(dialect: str) -> list[str]:
     """Compact deliveries: the three ids as 16-byte binary, not 32-char hex.
 
     A row shrinks from about 125 to 60 bytes in SQLite (its timestamp becomes
-    Unix seconds too), so a million keys need a third of the pages, and each
-    flush and lookup reads and writes that much less. A row whose ids are not
+    Unix seconds too), so a million keys need half the pages, and each flush
+    and lookup reads and writes that much less. A row whose ids are not
     hashes as this ledger writes them is dropped: its record is sent once
     more, the safe direction.
     """
@@ -1121,7 +1121,8 @@ def _v3(dialect: str) -> list[str]:
             "INSERT INTO ledger_deliveries_v3 SELECT * FROM (SELECT "
             f"{_UNHEX}(scope_id) AS scope_id, {_UNHEX}(key_hash) AS key_hash, "
             f"{_UNHEX}(fingerprint) AS fingerprint, "
-            "CAST(strftime('%s', delivered_at) AS INTEGER) AS delivered_at "
+            "coalesce(CAST(strftime('%s', delivered_at) AS INTEGER), 0) "
+            "AS delivered_at "
             "FROM ledger_deliveries) WHERE scope_id IS NOT NULL "
             "AND key_hash IS NOT NULL AND fingerprint IS NOT NULL"
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import sqlite3
 import threading
 import typing as t
@@ -269,10 +270,19 @@ def test_hex_deliveries_become_binary_and_stay_known(url: str) -> None:
     assert ledger.delivered_count(SCOPE.scope_id) == 50
     with contextlib.closing(connect(url)) as conn:
         stored = conn.execute(
-            "SELECT scope_id, key_hash, fingerprint FROM ledger_deliveries"
+            "SELECT scope_id, key_hash, fingerprint, delivered_at "
+            "FROM ledger_deliveries"
         ).fetchall()
-    assert {(bytes(k).hex(), bytes(f).hex()) for _, k, f in stored} == set(pairs)
-    assert {bytes(scope).hex() for scope, _, _ in stored} == {SCOPE.scope_id}
+    assert {(bytes(k).hex(), bytes(f).hex()) for _, k, f, _ in stored} == set(pairs)
+    assert {bytes(scope).hex() for scope, *_ in stored} == {SCOPE.scope_id}
+    for *_, delivered_at in stored:  # Unix seconds in SQLite, kept as is in PostgreSQL
+        when = (
+            datetime.datetime.fromtimestamp(delivered_at, datetime.UTC)
+            if isinstance(delivered_at, int)
+            else delivered_at
+        )
+        age = datetime.datetime.now(datetime.UTC) - when
+        assert datetime.timedelta(0) <= age < datetime.timedelta(minutes=5)
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
