@@ -580,11 +580,54 @@ class Ledger:
     def forget_everywhere(self, scope: Scope, keys: Sequence[tuple[str, str]]) -> None:
         """Forget (key hash, member ID) pairs in every other scope of the same
         target and instance: a record deleted at the destination is new
-        again to every stream that writes it, and no mirror removes it again.
+        again to every stream that writes it, no mirror removes it again, and
+        the rows it owned (which the destination deleted with it) are sent
+        again when they come.
         """
+        key_hashes = [key_hash for key_hash, _ in keys]
         for other in self._siblings(scope):
-            self.forget_deliveries(other.scope_id, [key_hash for key_hash, _ in keys])
+            self.forget_deliveries(other.scope_id, key_hashes)
             self.remove_members(other.scope_id, [member for _, member in keys])
+            self._forget_owned(other.scope_id, key_hashes)
+
+    def record_owners(self, scope_id: str, owned: Sequence[tuple[str, str]]) -> None:
+        """Remember (owner key hash, key hash) pairs of acknowledged rows that
+        belong to another record, e.g. one-to-many rows to their recipient."""
+        if not owned:
+            return
+        scope = bytes.fromhex(scope_id)
+        rows = [(scope, bytes.fromhex(o), bytes.fromhex(k)) for o, k in owned]
+        with self._errors("record owners"), self._transaction() as conn:
+            _executemany(
+                conn,
+                self._sql(
+                    "INSERT INTO ledger_owners (scope_id, owner_hash, key_hash) "
+                    "VALUES (?, ?, ?) "
+                    "ON CONFLICT (scope_id, owner_hash, key_hash) DO NOTHING"
+                ),
+                rows,
+            )
+
+    def _forget_owned(self, scope_id: str, owner_hashes: Sequence[str]) -> None:
+        """Forget the deliveries of a scope that the given owners owned."""
+        scope = bytes.fromhex(scope_id)
+        for chunk in chunked(owner_hashes, CHUNK):
+            where, params = self._in("owner_hash", _binary(chunk))
+            with self._errors("read owners"):
+                rows = self._rows(
+                    f"SELECT key_hash FROM ledger_owners WHERE scope_id = ? AND {where}",
+                    [scope, *params],
+                )
+            if not rows:
+                continue
+            self.forget_deliveries(scope_id, [bytes(row[0]).hex() for row in rows])
+            with self._errors("forget owners"), self._transaction() as conn:
+                conn.execute(
+                    self._sql(
+                        f"DELETE FROM ledger_owners WHERE scope_id = ? AND {where}"
+                    ),
+                    [scope, *params],
+                )
 
     def forget_deletes(self, scope: Scope, key_hashes: Sequence[str]) -> None:
         """A key written again is no longer deleted: a later delete request
@@ -1089,14 +1132,31 @@ def _v2(dialect: str) -> list[str]:
 
 
 def _v3(dialect: str) -> list[str]:
-    """Compact deliveries: the three ids as 16-byte binary, not 32-char hex.
+    """Compact deliveries, and the owners of rows that belong to a record.
 
-    A row shrinks from about 125 to 60 bytes in SQLite (its timestamp becomes
-    Unix seconds too), so a million keys need half the pages, and each flush
-    and lookup reads and writes that much less. A row whose ids are not
-    hashes as this ledger writes them is dropped: its record is sent once
-    more, the safe direction.
+    Deliveries keep their three ids as 16-byte binary, not 32-char hex. A row
+    shrinks from about 125 to 60 bytes in SQLite (its timestamp becomes Unix
+    seconds too), so a million keys need half the pages, and each flush and
+    lookup reads and writes that much less. A row whose ids are not hashes as
+    this ledger writes them is dropped: its record is sent once more, the
+    safe direction.
+
+    ``ledger_owners`` maps a row's key to its owner's (a one-to-many row to
+    its recipient), so deleting the owner forgets its rows too. Rows
+    delivered before this version have no owner recorded.
     """
+    binary = "BYTEA" if dialect == "postgresql" else "BLOB"
+    rowid = " WITHOUT ROWID" if dialect == "sqlite" else ""
+    owners = (
+        f"CREATE TABLE ledger_owners (scope_id {binary} NOT NULL, "
+        f"owner_hash {binary} NOT NULL, key_hash {binary} NOT NULL, "
+        f"PRIMARY KEY (scope_id, owner_hash, key_hash)){rowid}"
+    )
+    return [*_binary_deliveries(dialect), owners]
+
+
+def _binary_deliveries(dialect: str) -> list[str]:
+    """Schema 3's conversion of the deliveries from hex text to binary."""
     if dialect == "postgresql":
         valid = " ~ '^[0-9a-f]{32}$'"
         binary = ", ".join(

@@ -18,6 +18,7 @@ from typing_extensions import override
 
 from singer_delivery.ledger import DELETES, Ledger, RejectRow, Scope
 from singer_delivery.outcomes import Action, Item, Outcome, Reject
+from singer_delivery.serialization import key_hash
 
 if t.TYPE_CHECKING:
     from singer_delivery.outputs import PlanFile, RejectsFile
@@ -49,6 +50,8 @@ class Destination(t.Protocol):
 
     @property
     def membership(self) -> Membership | None: ...
+
+    def owner_of(self, key: str) -> str | None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +189,11 @@ class CommitRecorder(Recorder):
                 gone.add(Action.REMOVED)  # a mirror's removal undoes the addition
         kept = [o.item for o in outcomes if gone.isdisjoint(o.actions)]
         undone = [o.item for o in outcomes if not gone.isdisjoint(o.actions)]
+        owned = [(owner, i.key_hash) for i in kept if (owner := sink.owner_of(i.key))]
+        if owned:  # before the deliveries: an owner without a delivery is harmless
+            self.ledger.record_owners(
+                sink.scope_id, [(key_hash(owner), key) for owner, key in owned]
+            )
         self.ledger.record_deliveries(
             sink.scope_id, [(i.key_hash, i.fingerprint) for i in kept]
         )

@@ -166,6 +166,15 @@ class DeliverySink(BatchSink, abc.ABC):
         """Why ``count`` held writes must not go out (then none does), or None."""
         return None
 
+    def owner_of(self, key: str) -> str | None:
+        """The key of the record this one belongs to, if the destination
+        deletes it with that record (a one-to-many row with its recipient).
+
+        Deleting the owner then forgets the row, so it is sent again if it
+        comes back.
+        """
+        return None
+
     def key_of_raw(self, record: t.Mapping[str, t.Any]) -> str | None:
         """The destination key of a record that cannot be mapped, if it shows.
 

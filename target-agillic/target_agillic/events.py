@@ -18,13 +18,11 @@ from typing_extensions import override
 from singer_delivery import Action, Item, Outcome, RecordRejected, Scope
 from singer_delivery.serialization import canonical_json
 from target_agillic import contract
-from target_agillic.sinks import AgillicSink, refused_by_api
+from target_agillic.sinks import KEY_SEPARATOR, AgillicSink, refused_by_api
 
 if t.TYPE_CHECKING:
     from target_agillic.target import TargetAgillic
 
-#: Joins the parts of a composite key (never part of a value in practice).
-KEY_SEPARATOR = "\x1f"
 NO_RECIPIENT_MESSAGE = (
     "recipient {id} not found in Agillic; sync recipients first (deliver the "
     "recipients stream in the same run as, or before, its events)"

@@ -35,6 +35,9 @@ NO_RECIPIENT_MESSAGE = (
 )
 #: Bytes of a batch body around its entries, kept free under the body limit.
 ENVELOPE = 1024
+#: Joins the parts of a composite key (never part of a value in practice): a
+#: one-to-many row's recipient ID and row identifier, an event's fields.
+KEY_SEPARATOR = "\x1f"
 TOO_LARGE = "the request body was refused as too large (HTTP 413)"
 
 
@@ -481,6 +484,11 @@ class OneToManySink(AgillicSink):
         return self.scope_for("one_to_many", self.table_name)
 
     @override
+    def owner_of(self, key: str) -> str | None:
+        """The recipient: Agillic deletes a recipient's rows with it."""
+        return key.split(KEY_SEPARATOR, 1)[0]
+
+    @override
     def map_record(self, record: dict[str, t.Any]) -> tuple[str, t.Any]:
         """The recipient ID and the row; the key joins both."""
         data = self.compiled.person_data(record)
@@ -495,7 +503,7 @@ class OneToManySink(AgillicSink):
             raise RecordRejected(
                 "missing_row_identifier", msg, fields=(str(identifier),)
             )
-        return f"{recipient_id}\x1f{row[identifier]}", {
+        return f"{recipient_id}{KEY_SEPARATOR}{row[identifier]}", {
             "recipientId": recipient_id,
             "row": row,
         }

@@ -193,3 +193,51 @@ def test_a_recipient_written_again_after_its_delete_can_be_deleted_again(
     run_ok("target-agillic", delete_config, gone([1]), tmp_path)
     assert set(agillic_emulator.recipients) == emails([0, 2])
     assert agillic_emulator.calls[DELETE] == 2
+
+
+ORDER_SCHEMA = {
+    "type": "object",
+    "properties": {"order_id": {"type": "string"}, "email": {"type": "string"}},
+}
+
+
+def with_orders(indexes: t.Iterable[int]) -> list[str]:
+    """Customers, then two ORDERS rows each (one-to-many, keyed by order_id)."""
+    rows = [
+        {"order_id": f"o-{i}-{n}", "email": customer(i)["email"]}
+        for i in indexes
+        for n in range(2)
+    ]
+    orders = messages(
+        rows, stream="orders", schema=ORDER_SCHEMA, key_properties=["order_id"]
+    )
+    return [*customers(indexes), *orders]
+
+
+def test_the_rows_of_a_deleted_recipient_come_back_with_it(
+    agillic_emulator: AgillicEmulator, delete_config: Config, tmp_path: Path
+) -> None:
+    """Agillic deletes a recipient's one-to-many rows with it; when the
+    recipient is written again, its rows must be sent again too."""
+    config = {
+        **delete_config,
+        "streams": {
+            **delete_config["streams"],
+            "orders": {
+                "object_type": "one_to_many",
+                "one_to_many_table_id": "ORDERS",
+                "field_mapping": {"order_id": "ID", "email": "EMAIL"},
+            },
+        },
+    }
+    stored = agillic_emulator.otm_tables["ORDERS"]["rows"]
+    run_ok("target-agillic", config, with_orders(range(3)), tmp_path)
+    assert set(stored) == emails(range(3))
+    run_ok("target-agillic", config, gone([1]), tmp_path)
+    assert set(stored) == emails([0, 2])
+
+    run_ok("target-agillic", config, with_orders(range(3)), tmp_path)
+    assert set(stored[customer(1)["email"]]) == {"o-1-0", "o-1-1"}
+    assert set(agillic_emulator.recipients) == emails(range(3))
+    orders = report_of(tmp_path, "orders")
+    assert (orders["sent"], orders["unchanged"]) == (2, 4)

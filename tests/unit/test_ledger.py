@@ -69,6 +69,30 @@ def test_scopes_are_isolated(ledger: Ledger) -> None:
     assert SCOPE.scope_id != other.scope_id
 
 
+@pytest.mark.parametrize("flushed", [True, False])
+def test_deleting_an_owner_forgets_the_rows_it_owned(
+    ledger: Ledger, flushed: bool
+) -> None:
+    """One-to-many rows go with their recipient, flushed or still buffered."""
+    rows = Scope("target-x", "api.example", "one_to_many", "ORDERS", "orders")
+    deletes = Scope("target-x", "api.example", "recipient_deletes", "EMAIL", "gone")
+    other = Scope("target-x", "other.example", "one_to_many", "ORDERS", "orders")
+    for scope in (SCOPE, rows, deletes, other):
+        ledger.register(scope)
+    owned = {h("o-1"): "ada", h("o-2"): "ada", h("o-3"): "bob"}
+    for scope in (rows, other):
+        ledger.record_owners(scope.scope_id, [(h(o), k) for k, o in owned.items()])
+        ledger.record_deliveries(scope.scope_id, [(k, h("f")) for k in owned])
+    if flushed:
+        ledger.flush()
+
+    ledger.forget_everywhere(deletes, [(h("ada"), "ada")])
+    assert ledger.lookup(rows.scope_id, list(owned)).keys() == {h("o-3")}
+    assert ledger.lookup(other.scope_id, list(owned)).keys() == set(owned)
+    ledger.flush()
+    assert ledger.delivered_count(rows.scope_id) == 1
+
+
 def test_members_are_streamed_in_pages(ledger: Ledger) -> None:
     ids = [f"user{i}@example.com" for i in range(1100)]
     ledger.add_members(SCOPE.scope_id, ids)
