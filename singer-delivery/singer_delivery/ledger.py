@@ -336,6 +336,13 @@ class Ledger:
                 raise LedgerError(msg)
             if self.dialect == "sqlite":
                 conn.create_function(_UNHEX, 1, _unhex, deterministic=True)
+            if 0 < version < SCHEMA_VERSION:  # a large ledger takes a while
+                logger.info(
+                    "migrating the ledger's tables from schema version %d to %d "
+                    "(once; other runs on this ledger wait meanwhile)",
+                    version,
+                    SCHEMA_VERSION,
+                )
             started = time.monotonic()
             for step in range(version, SCHEMA_VERSION):
                 for statement in MIGRATIONS[step](self.dialect):
