@@ -14,8 +14,9 @@ import psycopg
 import pytest
 
 from delivery_emulators import AgillicEmulator
-from singer_delivery.ledger import MIGRATIONS, SCHEMA_VERSION
+from singer_delivery.ledger import SCHEMA_VERSION
 from tests.cli import BIN, customer, messages, run_ok, run_target, start_target
+from tests.older_ledgers import older_ledger
 
 Config = dict[str, t.Any]
 REFUSED = range(20)
@@ -215,8 +216,8 @@ def as_older_schema(config: Config, version: int) -> None:
         "sqlite" if str(config["ledger_url"]).startswith("sqlite") else "postgresql"
     )
     deliveries = [
-        tuple(bytes(value).hex() for value in row)
-        for row in query(
+        (bytes(scope).hex(), bytes(key).hex(), bytes(fingerprint).hex())
+        for scope, key, fingerprint in query(
             config, "SELECT scope_id, key_hash, fingerprint FROM ledger_deliveries"
         )
     ]
@@ -227,18 +228,7 @@ def as_older_schema(config: Config, version: int) -> None:
         else "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
     ):
         query(config, f"DROP TABLE {table[0]}")
-    statements = [s for step in MIGRATIONS[:version] for s in step(dialect)]
-    if version > 1:
-        statements += [
-            "CREATE TABLE ledger_meta (name VARCHAR(64) PRIMARY KEY, value TEXT)",
-            f"INSERT INTO ledger_meta VALUES ('schema_version', '{version}')",
-        ]
-    statements += [
-        "INSERT INTO ledger_deliveries (scope_id, key_hash, fingerprint) "
-        f"VALUES ('{scope}', '{key}', '{fingerprint}')"
-        for scope, key, fingerprint in deliveries
-    ]
-    for statement in statements:
+    for statement in older_ledger(dialect, version, deliveries):
         query(config, statement)
 
 

@@ -13,7 +13,6 @@ import psycopg
 import pytest
 
 from singer_delivery.ledger import (
-    MIGRATIONS,
     SCHEMA_VERSION,
     Ledger,
     LedgerBusy,
@@ -25,6 +24,7 @@ from singer_delivery.ledger import (
     redact_url,
 )
 from singer_delivery.serialization import hex_digest
+from tests.older_ledgers import older_ledger
 
 SCOPE = Scope("target-x", "api.example", "recipients", "EMAIL", "customers")
 
@@ -266,20 +266,9 @@ def connect(url: str) -> t.Any:
 def second_schema(url: str, rows: list[tuple[str, str, str]]) -> None:
     """A ledger as release 2 left it, its deliveries in hex text."""
     dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
-    marker = "?" if dialect == "sqlite" else "%s"
     with contextlib.closing(connect(url)) as conn:
-        for statement in [*MIGRATIONS[0](dialect), *MIGRATIONS[1](dialect)]:
+        for statement in older_ledger(dialect, 2, rows):
             conn.execute(statement)
-        conn.execute(
-            "CREATE TABLE ledger_meta (name VARCHAR(64) PRIMARY KEY, value TEXT)"
-        )
-        conn.execute("INSERT INTO ledger_meta VALUES ('schema_version', '2')")
-        for row in rows:
-            conn.execute(
-                "INSERT INTO ledger_deliveries (scope_id, key_hash, fingerprint) "
-                f"VALUES ({marker}, {marker}, {marker})",
-                row,
-            )
 
 
 def test_hex_deliveries_become_binary_and_stay_known(url: str) -> None:
