@@ -336,7 +336,8 @@ class Ledger:
                 raise LedgerError(msg)
             if self.dialect == "sqlite":
                 conn.create_function(_UNHEX, 1, _unhex, deterministic=True)
-            if 0 < version < SCHEMA_VERSION:  # a large ledger takes a while
+            upgrading = 0 < version < SCHEMA_VERSION  # not a new ledger
+            if upgrading:  # a large ledger takes a while: say so first
                 logger.info(
                     "migrating the ledger's tables from schema version %d to %d "
                     "(once; other runs on this ledger wait meanwhile)",
@@ -348,7 +349,7 @@ class Ledger:
                 for statement in MIGRATIONS[step](self.dialect):
                     conn.execute(statement)
             self._set_version(conn)
-        if 0 < version < SCHEMA_VERSION:
+        if upgrading:
             logger.info(
                 "the ledger's tables were migrated from schema version %d to %d "
                 "in %.1f s (once)",

@@ -189,11 +189,13 @@ class CommitRecorder(Recorder):
                 gone.add(Action.REMOVED)  # a mirror's removal undoes the addition
         kept = [o.item for o in outcomes if gone.isdisjoint(o.actions)]
         undone = [o.item for o in outcomes if not gone.isdisjoint(o.actions)]
-        owned = [(owner, i.key_hash) for i in kept if (owner := sink.owner_of(i.key))]
+        owned = [
+            (key_hash(owner), i.key_hash)
+            for i in kept
+            if (owner := sink.owner_of(i.key))
+        ]
         if owned:  # before the deliveries: an owner without a delivery is harmless
-            self.ledger.record_owners(
-                sink.scope_id, [(key_hash(owner), key) for owner, key in owned]
-            )
+            self.ledger.record_owners(sink.scope_id, owned)
         self.ledger.record_deliveries(
             sink.scope_id, [(i.key_hash, i.fingerprint) for i in kept]
         )
