@@ -46,7 +46,10 @@ CHUNK = 1000
 #: before every STATE and at the end). Large flushes keep the cost per key
 #: flat: each one rewrites only the pages its sorted keys land on.
 FLUSH_AT = 20_000
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+#: Length of a payload fingerprint in hex; a buffered delivery holds it
+#: followed by the source record's fingerprint, when there is one.
+_FINGERPRINT_HEX = 32
 #: The object type of a scope of delete requests ends so (``recipient_deletes``).
 DELETES = "_deletes"
 
@@ -169,6 +172,12 @@ class Known(t.NamedTuple):
     fingerprint: str | None = None
     refused_fingerprint: str | None = None
     refused_reason: str | None = None
+    #: The fingerprint of the source record the delivered payload came from.
+    source: str | None = None
+
+
+#: A key looked up that the ledger knows nothing of.
+NOTHING_KNOWN = Known()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -206,7 +215,11 @@ class Ledger:
         self.url = url
         self.dialect = url.dialect
         self._lock = threading.RLock()
+        #: Deliveries not yet written: scope -> key hash -> fingerprint (with
+        #: the source's appended, see ``_FINGERPRINT_HEX``).
         self._pending: dict[str, dict[str, str]] = {}
+        #: Source fingerprints renewed for unchanged payloads: scope -> key -> it.
+        self._renewed: dict[str, dict[str, str]] = {}
         self._open_rejects: set[str] = set()
         self._lock_check: t.Callable[[], None] = lambda: None
         self._lost: LockLost | None = None
@@ -440,29 +453,39 @@ class Ledger:
         One statement per ``CHUNK`` keys; the open rejects are read only when
         the scope has any (and ``quarantine`` is on).
         """
-        delivered: dict[str, str] = {}
+        delivered: dict[str, tuple[str, str | None]] = {}
         refused: dict[str, tuple[str, str]] = {}
         scope = bytes.fromhex(scope_id)
         with self._errors("read deliveries"), self._lock:
             for chunk in chunked(key_hashes, CHUNK):
                 where, params = self._in("key_hash", _binary(chunk))
                 rows = self._rows(
-                    "SELECT key_hash, fingerprint FROM ledger_deliveries "
-                    f"WHERE scope_id = ? AND {where}",
+                    "SELECT key_hash, fingerprint, source_fingerprint "
+                    f"FROM ledger_deliveries WHERE scope_id = ? AND {where}",
                     [scope, *params],
                 )
-                delivered.update((key.hex(), found.hex()) for key, found in rows)
+                delivered.update(
+                    (key.hex(), (found.hex(), source and source.hex()))
+                    for key, found, source in rows
+                )
                 if quarantine and scope_id in self._open_rejects:
                     where, params = self._in("key_hash", chunk)
                     refused.update(self._refused(scope_id, where, params))
             if pending := self._pending.get(scope_id):
-                delivered.update({k: pending[k] for k in key_hashes if k in pending})
+                delivered.update(
+                    (key, _split(pending[key])) for key in key_hashes if key in pending
+                )
         if not refused:  # the common case, built without merging two dicts
-            return {key: Known(found) for key, found in delivered.items()}
-        return {
-            key: Known(delivered.get(key), *refused.get(key, (None, None)))
-            for key in {*delivered, *refused}
-        }
+            return {
+                key: Known(found, None, None, source)
+                for key, (found, source) in delivered.items()
+            }
+        known: dict[str, Known] = {}
+        for key in {*delivered, *refused}:
+            found, source = delivered.get(key, (None, None))
+            refused_fingerprint, reason = refused.get(key, (None, None))
+            known[key] = Known(found, refused_fingerprint, reason, source)
+        return known
 
     def _refused(
         self, scope_id: str, where: str, params: list[t.Any]
@@ -476,18 +499,36 @@ class Ledger:
         return {key: (fingerprint, reason) for key, fingerprint, reason in rows}
 
     def record_deliveries(
-        self, scope_id: str, delivered: Sequence[tuple[str, str]]
+        self, scope_id: str, delivered: Sequence[tuple[str, str, str | None]]
     ) -> None:
-        """Store (key hash, fingerprint) pairs the API acknowledged.
+        """Store (key hash, fingerprint, source fingerprint) the API acknowledged.
 
         Buffered up to ``FLUSH_AT`` keys and visible to ``lookup`` at once;
         flushed before every STATE, so a crash costs at most a repeat send.
         """
         with self._lock:
-            self._pending.setdefault(scope_id, {}).update(delivered)
+            pending = self._pending.setdefault(scope_id, {})
+            pending.update(
+                (key, found + source if source else found)
+                for key, found, source in delivered
+            )
+            if renewed := self._renewed.get(scope_id):
+                for key, _, _ in delivered:  # the delivery's own source wins
+                    renewed.pop(key, None)
             full = sum(map(len, self._pending.values())) >= FLUSH_AT
         if full:
             self.flush()
+
+    def renew_sources(self, scope_id: str, renewed: Sequence[tuple[str, str]]) -> None:
+        """Store (key hash, source fingerprint) for payloads found unchanged.
+
+        The delivered payload stays as it is: a record whose source
+        fingerprint was missing or stale (another identity) but whose payload
+        had not changed is unchanged without mapping next time. Written with
+        the next flush, only to rows that still exist.
+        """
+        with self._lock:
+            self._renewed.setdefault(scope_id, {}).update(renewed)
 
     def flush(self) -> None:
         """Write buffered deliveries (and resolve their open rejects) at once.
@@ -496,17 +537,19 @@ class Ledger:
         must not write, and the STATE that follows a flush must not go out.
         """
         with self._lock:
-            if not any(self._pending.values()):
+            if not any(self._pending.values()) and not any(self._renewed.values()):
                 self._check_lock()
                 return
-            pending = self._pending
+            pending, renewed = self._pending, self._renewed
             with self._errors("record deliveries"), self._transaction() as conn:
-                self._pending = {}
+                self._pending, self._renewed = {}, {}
                 for scope, keys in pending.items():
                     ordered = sorted(keys)
                     self._upsert_deliveries(conn, scope, ordered, keys)
                     if scope in self._open_rejects:
                         self._resolve(conn, scope, ordered)
+                for scope, sources in renewed.items():
+                    self._renew(conn, scope, sources)
 
     def _upsert_deliveries(
         self, conn: t.Any, scope_id: str, ordered: list[str], keys: dict[str, str]
@@ -521,16 +564,26 @@ class Ledger:
         """
         scope = bytes.fromhex(scope_id)
         binary_keys = map(bytes.fromhex, ordered)
-        fingerprints = (bytes.fromhex(keys[key]) for key in ordered)
+        values = [keys[key] for key in ordered]
+        fingerprints = (bytes.fromhex(value[:_FINGERPRINT_HEX]) for value in values)
+        sources = (bytes.fromhex(value[_FINGERPRINT_HEX:]) or None for value in values)
         if self.dialect == "sqlite":
             now = int(time.time())
-            rows = zip(repeat(scope), binary_keys, fingerprints, repeat(now))
+            rows = zip(repeat(scope), binary_keys, fingerprints, sources, repeat(now))
             conn.executemany(UPSERT_DELIVERIES_SQLITE, rows)
         else:
             conn.execute(
                 UPSERT_DELIVERIES_POSTGRES,
-                [scope, list(binary_keys), list(fingerprints)],
+                [scope, list(binary_keys), list(fingerprints), list(sources)],
             )
+
+    def _renew(self, conn: t.Any, scope_id: str, sources: dict[str, str]) -> None:
+        scope = bytes.fromhex(scope_id)
+        rows = [
+            (bytes.fromhex(sources[key]), scope, bytes.fromhex(key))
+            for key in sorted(sources)
+        ]
+        _executemany(conn, self._sql(RENEW_SOURCES), rows)
 
     def _resolve(self, conn: t.Any, scope_id: str, key_hashes: list[str]) -> None:
         for chunk in chunked(key_hashes, CHUNK):
@@ -559,8 +612,10 @@ class Ledger:
         deleted record), so the same payload is sent again if the key returns."""
         with self._lock:
             pending = self._pending.get(scope_id, {})
+            renewed = self._renewed.get(scope_id, {})
             for key in key_hashes:
                 pending.pop(key, None)
+                renewed.pop(key, None)
             with self._errors("forget deliveries"), self._transaction() as conn:
                 for chunk in chunked(key_hashes, CHUNK):
                     where, params = self._in("key_hash", _binary(chunk))
@@ -1061,17 +1116,23 @@ def _executemany(conn: t.Any, statement: str, rows: Sequence[Sequence[t.Any]]) -
 
 _ON_CONFLICT = (
     "ON CONFLICT (scope_id, key_hash) DO UPDATE SET fingerprint = "
-    "excluded.fingerprint, delivered_at = excluded.delivered_at"
+    "excluded.fingerprint, source_fingerprint = excluded.source_fingerprint, "
+    "delivered_at = excluded.delivered_at"
 )
 UPSERT_DELIVERIES_SQLITE = (
-    "INSERT INTO ledger_deliveries (scope_id, key_hash, fingerprint, delivered_at) "
-    f"VALUES (?, ?, ?, ?) {_ON_CONFLICT}"
+    "INSERT INTO ledger_deliveries (scope_id, key_hash, fingerprint, "
+    f"source_fingerprint, delivered_at) VALUES (?, ?, ?, ?, ?) {_ON_CONFLICT}"
 )
 UPSERT_DELIVERIES_POSTGRES = (
-    "INSERT INTO ledger_deliveries (scope_id, key_hash, fingerprint, delivered_at) "
-    "SELECT %s, pair.key_hash, pair.fingerprint, CURRENT_TIMESTAMP "
-    "FROM unnest(%s::bytea[], %s::bytea[]) AS pair (key_hash, fingerprint) "
-    f"{_ON_CONFLICT}"
+    "INSERT INTO ledger_deliveries (scope_id, key_hash, fingerprint, "
+    "source_fingerprint, delivered_at) SELECT %s, given.key_hash, given.fingerprint, "
+    "given.source_fingerprint, CURRENT_TIMESTAMP "
+    "FROM unnest(%s::bytea[], %s::bytea[], %s::bytea[]) "
+    f"AS given (key_hash, fingerprint, source_fingerprint) {_ON_CONFLICT}"
+)
+RENEW_SOURCES = (
+    "UPDATE ledger_deliveries SET source_fingerprint = ? "
+    "WHERE scope_id = ? AND key_hash = ?"
 )
 UPSERT_REJECT = (
     "INSERT INTO ledger_rejects (scope_id, key_hash, destination_key, fingerprint, "
@@ -1212,10 +1273,26 @@ def _unhex(text: object) -> bytes | None:
     )
 
 
+def _split(buffered: str) -> tuple[str, str | None]:
+    """A buffered delivery's payload and source fingerprints."""
+    return buffered[:_FINGERPRINT_HEX], buffered[_FINGERPRINT_HEX:] or None
+
+
 def _binary(hex_ids: Iterable[str]) -> list[bytes]:
     """Hex hashes as the deliveries table stores them."""
     return list(map(bytes.fromhex, hex_ids))
 
 
+def _v4(dialect: str) -> list[str]:
+    """Source fingerprints: a record unchanged at the source skips mapping.
+
+    A nullable column, added in place (no rewrite in either database); rows
+    delivered before have none, and get one the first time their record is
+    read again unchanged.
+    """
+    binary = "BYTEA" if dialect == "postgresql" else "BLOB"
+    return [f"ALTER TABLE ledger_deliveries ADD COLUMN source_fingerprint {binary}"]
+
+
 #: MIGRATIONS[n] brings a ledger from schema version n to n + 1.
-MIGRATIONS: list[t.Callable[[str], list[str]]] = [_v1, _v2, _v3]
+MIGRATIONS: list[t.Callable[[str], list[str]]] = [_v1, _v2, _v3, _v4]

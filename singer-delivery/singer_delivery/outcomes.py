@@ -86,6 +86,9 @@ class Item:
     it again on the rare paths that need the values. A batch in flight then
     holds one compact bytes object per record. ``seq`` is the record's
     position in the input, which decides when a STATE after it may go out.
+    ``source`` is the source record's fingerprint (see
+    ``SourceFingerprints``), committed with the payload's when the sink
+    uses them.
     """
 
     key: str
@@ -94,6 +97,7 @@ class Item:
     key_hash: str
     seq: int
     record: t.Mapping[str, t.Any] | None = None
+    source: str | None = None
 
     @property
     def payload(self) -> t.Any:

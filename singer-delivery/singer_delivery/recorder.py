@@ -131,6 +131,10 @@ class Recorder(abc.ABC):
     ) -> None:
         """Items refused: the ledger's part (quarantine) of a reject."""
 
+    @abc.abstractmethod
+    def renew_sources(self, sink: Destination, items: t.Sequence[Item]) -> None:
+        """Unchanged items whose stored source fingerprint was stale or missing."""
+
     def _reject(
         self,
         stream: str | None,
@@ -197,7 +201,7 @@ class CommitRecorder(Recorder):
         if owned:  # before the deliveries: an owner without a delivery is harmless
             self.ledger.record_owners(sink.scope_id, owned)
         self.ledger.record_deliveries(
-            sink.scope_id, [(i.key_hash, i.fingerprint) for i in kept]
+            sink.scope_id, [(i.key_hash, i.fingerprint, i.source) for i in kept]
         )
         if undone:
             self.ledger.forget_deliveries(sink.scope_id, [i.key_hash for i in undone])
@@ -242,6 +246,13 @@ class CommitRecorder(Recorder):
             for item, reject in rejects
         ]
         self.ledger.record_rejects(sink.scope_id, rows)
+
+    @override
+    def renew_sources(self, sink: Destination, items: t.Sequence[Item]) -> None:
+        """Store the new source fingerprints (the payloads stay as delivered)."""
+        self.ledger.renew_sources(
+            sink.scope_id, [(i.key_hash, i.source) for i in items if i.source]
+        )
 
     @override
     def write_reject(
@@ -292,6 +303,10 @@ class PlanRecorder(Recorder):
         self, sink: Destination, rejects: t.Sequence[tuple[Item, Reject]]
     ) -> None:
         """Nothing: a dry run quarantines nothing."""
+
+    @override
+    def renew_sources(self, sink: Destination, items: t.Sequence[Item]) -> None:
+        """Nothing: a dry run leaves the ledger untouched."""
 
     @override
     def write_reject(

@@ -76,6 +76,42 @@ def key_hash(key: str) -> str:
     return hex_digest(key.encode())
 
 
+class SourceFingerprints:
+    """Hashes of source records, so an unchanged record skips mapping.
+
+    A record that is byte for byte the one delivered last time, read under
+    the same identity (target and package versions, stream, schema and
+    non-secret settings), maps to the same payload: the ledger can tell it
+    is unchanged before it is validated, mapped and encoded. The identity is
+    the hash's key, so no fingerprint matches across a change of settings.
+
+    A fingerprint is ``tag + hash``: ``tag`` (4 hex digits of the identity)
+    says under which identity it was made, so a stored one that no longer
+    matches can be told apart as *stale* (worth renewing once) from a record
+    that changed (a column that changes on every extraction would otherwise
+    be renewed on every run).
+    """
+
+    def __init__(self, identity: bytes) -> None:
+        digest = hashlib.blake2b(identity, digest_size=16).digest()
+        self.tag = digest[:2].hex()
+        self._hasher = hashlib.blake2b(key=digest, digest_size=8)
+
+    def of(self, record: t.Mapping[str, t.Any]) -> str | None:
+        """The record's fingerprint; None for a value JSON cannot hold."""
+        try:
+            encoded = _ENCODER.encode(record)
+        except (TypeError, ValueError, msgspec.MsgspecError):
+            return None
+        hasher = self._hasher.copy()
+        hasher.update(encoded)
+        return self.tag + hasher.hexdigest()
+
+    def is_stale(self, stored: str | None) -> bool:
+        """Whether a stored fingerprint predates this identity (or is missing)."""
+        return stored is None or not stored.startswith(self.tag)
+
+
 def join_json(parts: t.Iterable[bytes]) -> bytes:
     """A JSON array of already-encoded values."""
     return b"[" + b",".join(parts) + b"]"

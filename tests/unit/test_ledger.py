@@ -53,18 +53,18 @@ def fingerprints(ledger: Ledger, keys: list[str]) -> dict[str, str | None]:
 def test_fingerprints_round_trip_in_chunks_and_update_in_place(ledger: Ledger) -> None:
     ledger.register(SCOPE)
     pairs = [(h(f"k{i}"), h(f"f{i}")) for i in range(1203)]
-    ledger.record_deliveries(SCOPE.scope_id, pairs)
+    ledger.record_deliveries(SCOPE.scope_id, [(k, f, None) for k, f in pairs])
     found = fingerprints(ledger, [k for k, _ in pairs] + [h("missing")])
     assert found == dict(pairs)
 
-    ledger.record_deliveries(SCOPE.scope_id, [(h("k1"), h("new"))])
+    ledger.record_deliveries(SCOPE.scope_id, [(h("k1"), h("new"), None)])
     assert fingerprints(ledger, [h("k1")]) == {h("k1"): h("new")}
     assert ledger.delivered_count(SCOPE.scope_id) == 1203
 
 
 def test_scopes_are_isolated(ledger: Ledger) -> None:
     other = Scope("target-x", "api.example", "recipients", "EMAIL", "leads")
-    ledger.record_deliveries(SCOPE.scope_id, [(h("k"), h("f"))])
+    ledger.record_deliveries(SCOPE.scope_id, [(h("k"), h("f"), None)])
     assert ledger.lookup(other.scope_id, [h("k")]) == {}
     assert SCOPE.scope_id != other.scope_id
 
@@ -82,7 +82,7 @@ def test_deleting_an_owner_forgets_the_rows_it_owned(
     owned = {h("o-1"): "ada", h("o-2"): "ada", h("o-3"): "bob"}
     for scope in (rows, other):
         ledger.record_owners(scope.scope_id, [(h(o), k) for k, o in owned.items()])
-        ledger.record_deliveries(scope.scope_id, [(k, h("f")) for k in owned])
+        ledger.record_deliveries(scope.scope_id, [(k, h("f"), None) for k in owned])
     if flushed:
         ledger.flush()
 
@@ -108,7 +108,7 @@ def test_members_are_streamed_in_pages(ledger: Ledger) -> None:
 
 def test_parallel_commits_from_threads_are_all_kept(ledger: Ledger) -> None:
     def commit(worker: int) -> None:
-        pairs = [(h(f"w{worker}-{i}"), h("f")) for i in range(200)]
+        pairs = [(h(f"w{worker}-{i}"), h("f"), None) for i in range(200)]
         ledger.record_deliveries(SCOPE.scope_id, pairs)
 
     threads = [threading.Thread(target=commit, args=(w,)) for w in range(8)]
@@ -169,12 +169,51 @@ def test_buffered_deliveries_are_visible_before_and_after_the_flush(
     url: str, ledger: Ledger
 ) -> None:
     a, b = h("a"), h("b")
-    ledger.record_deliveries(SCOPE.scope_id, [(a, h("1")), (b, h("2"))])
+    ledger.record_deliveries(SCOPE.scope_id, [(a, h("1"), None), (b, h("2"), None)])
     assert fingerprints(ledger, [a, b]) == {a: h("1"), b: h("2")}
     ledger.forget_deliveries(SCOPE.scope_id, [b])
     ledger.flush()
     fresh = Ledger.open(url)
     assert fingerprints(fresh, [a, b]) == {a: h("1")}
+
+
+def sources(ledger: Ledger, keys: list[str]) -> dict[str, str | None]:
+    return {k: v.source for k, v in ledger.lookup(SCOPE.scope_id, keys).items()}
+
+
+@pytest.mark.parametrize("flushed", [False, True])
+def test_source_fingerprints_are_kept_with_the_payloads(
+    ledger: Ledger, flushed: bool
+) -> None:
+    a, b = h("a"), h("b")
+    source = "12ab" + "00" * 8
+    ledger.record_deliveries(SCOPE.scope_id, [(a, h("1"), source), (b, h("2"), None)])
+    if flushed:
+        ledger.flush()
+    assert sources(ledger, [a, b]) == {a: source, b: None}
+    assert fingerprints(ledger, [a, b]) == {a: h("1"), b: h("2")}
+
+
+def test_renewed_sources_change_only_rows_that_exist_and_never_a_later_delivery(
+    url: str, ledger: Ledger
+) -> None:
+    """Renewing writes the source fingerprint alone, at the next flush; a
+    delivery of the same key recorded after it keeps its own."""
+    a, b, c = h("a"), h("b"), h("c")
+    old, renewed, delivered = (
+        ("aaaa" + "11" * 8),
+        ("bbbb" + "22" * 8),
+        ("cccc" + "33" * 8),
+    )
+    ledger.record_deliveries(SCOPE.scope_id, [(a, h("1"), old), (b, h("2"), old)])
+    ledger.flush()
+    ledger.renew_sources(SCOPE.scope_id, [(a, renewed), (b, renewed), (c, renewed)])
+    ledger.record_deliveries(SCOPE.scope_id, [(b, h("3"), delivered)])
+    ledger.flush()
+
+    fresh = Ledger.open(url)
+    assert sources(fresh, [a, b, c]) == {a: renewed, b: delivered}
+    assert fingerprints(fresh, [a, b, c]) == {a: h("1"), b: h("3")}
 
 
 def reject(key: str, fingerprint: str, *, permanent: bool = True) -> RejectRow:
@@ -200,7 +239,7 @@ def test_permanent_rejects_quarantine_their_payload_until_delivered(
     assert ledger.lookup(SCOPE.scope_id, [a], quarantine=False) == {}
     assert ledger.open_rejects(SCOPE.scope_id) == 2
 
-    ledger.record_deliveries(SCOPE.scope_id, [(a, h("fa2"))])
+    ledger.record_deliveries(SCOPE.scope_id, [(a, h("fa2"), None)])
     ledger.flush()
     assert ledger.open_rejects(SCOPE.scope_id) == 1
     assert ledger.lookup(SCOPE.scope_id, [a])[a].refused_fingerprint is None
