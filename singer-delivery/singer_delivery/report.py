@@ -15,11 +15,14 @@ logger = logging.getLogger(__name__)
 #: Every count of a stream, in report order. Each record read ends as
 #: exactly one of invalid, unchanged, quarantined, rejected or delivered
 #: (a dry run plans instead of delivering); ``duplicates`` were superseded
-#: by a later record with the same key in the same batch.
+#: by a later record with the same key in the same batch. ``unchanged_at_source``
+#: counts the unchanged records found so by their source fingerprint, without
+#: being validated or mapped.
 COUNT_FIELDS = (
     "received",
     "invalid",
     "unchanged",
+    "unchanged_at_source",
     "quarantined",
     "sent",
     "delivered",

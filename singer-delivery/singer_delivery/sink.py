@@ -7,6 +7,11 @@ new or changed items go to a delivery thread, where the destination's
 ``deliver`` (or, in a dry run, ``plan``) returns one outcome per item, and
 the run's recorder settles them.
 
+A destination that can read a record's key before mapping it (``raw_key``)
+gets the cheaper path: records are gathered as they are, the batch is looked
+up by those keys, and a record identical to the one last delivered (same
+source fingerprint) is unchanged without being validated or mapped.
+
 A destination implements ``scope``, ``map_record`` and ``deliver`` (and
 ``plan`` for dry runs); see ``docs/adding-a-destination.md``.
 """
@@ -17,12 +22,14 @@ import abc
 import threading
 import typing as t
 from concurrent.futures import Future
+from importlib.metadata import version
 
 import fastjsonschema
 from singer_sdk.sinks import BatchSink
 from typing_extensions import override
 
 from singer_delivery.errors import Abandoned
+from singer_delivery.ledger import NOTHING_KNOWN, Known
 from singer_delivery.outcomes import (
     Action,
     Item,
@@ -31,7 +38,12 @@ from singer_delivery.outcomes import (
     RecordRejected,
     Reject,
 )
-from singer_delivery.serialization import canonical_json, fingerprint_of, key_hash
+from singer_delivery.serialization import (
+    SourceFingerprints,
+    canonical_json,
+    fingerprint_of,
+    key_hash,
+)
 from singer_delivery.snapshot import removals
 
 if t.TYPE_CHECKING:
@@ -44,6 +56,10 @@ if t.TYPE_CHECKING:
 
 _A = t.TypeVar("_A")
 _T = t.TypeVar("_T")
+
+
+#: Stands for "no default" where ``None`` may be one.
+_NO_DEFAULT = object()
 
 
 class DeliveryContractError(RuntimeError):
@@ -82,6 +98,12 @@ class DeliverySink(BatchSink, abc.ABC):
         super().__init__(target, stream_name, schema, key_properties)
         self.settings = self.run.settings_for(stream_name)
         self._fast_validator = self._compile_validator()
+        self._identity = _identity(target, stream_name, schema, key_properties)
+        self._sources: SourceFingerprints | None = None
+        #: Whether records wait unmapped for their batch's lookup: while most
+        #: of a batch is unchanged at the source (see ``_map_raw``).
+        self._gather = True
+        self._raw: list[tuple[dict[str, t.Any], int]] = []
         self._pending: dict[str, Item] = {}
         self._pending_claim: int | None = None
         self._inflight: dict[Future[None], _Batch] = {}
@@ -175,6 +197,17 @@ class DeliverySink(BatchSink, abc.ABC):
         """
         return None
 
+    @property
+    def raw_key(self) -> t.Callable[[t.Mapping[str, t.Any]], str | None] | None:
+        """How to read a record's key before mapping it, if the destination can.
+
+        The callable must return exactly the key ``map_record`` would give a
+        record it accepts (None when it cannot tell). Records are then looked
+        up by that key first, and one whose source fingerprint matches the
+        last delivered record's is unchanged without validation or mapping.
+        """
+        return None
+
     def key_of_raw(self, record: t.Mapping[str, t.Any]) -> str | None:
         """The destination key of a record that cannot be mapped, if it shows.
 
@@ -252,9 +285,43 @@ class DeliverySink(BatchSink, abc.ABC):
     # --- the reading thread -------------------------------------------------
 
     def accept(self, record: dict[str, t.Any], seq: int) -> None:
-        """Map one record into the pending batch, or reject it with a reason."""
+        """Map one record into the pending batch, or reject it with a reason.
+
+        With source fingerprints, while most records are unchanged, the
+        record joins the batch as it is and is mapped (if it changed) when the
+        batch is looked up; otherwise it is mapped at once, its source
+        fingerprint kept for the next run.
+        """
         self.stats.received += 1
         self.snapshot.last_record = seq
+        sources = self._sources
+        if sources is not None and self._gather:
+            if not self._raw and not self._pending:
+                self._pending_claim = self.run.checkpoints.claim(seq)
+            self._raw.append((record, seq))
+            if len(self._raw) >= self._batch_size:
+                self.submit_pending()
+            return
+        source = sources.of(record) if sources is not None else None
+        if (item := self._map(record, seq, source)) is None:
+            return
+        self._add_pending(item, seq)
+        if len(self._pending) >= self._batch_size:
+            self.submit_pending()
+
+    def _add_pending(self, item: Item, seq: int) -> None:
+        """Into the batch; a later record of the same key supersedes an earlier."""
+        pending = self._pending
+        if not pending and self._pending_claim is None:
+            self._pending_claim = self.run.checkpoints.claim(seq)
+        elif item.key_hash in pending:
+            self.stats.add(duplicates=1)
+        pending[item.key_hash] = item
+
+    def _map(
+        self, record: dict[str, t.Any], seq: int, source: str | None = None
+    ) -> Item | None:
+        """Validate, map and encode one record; None when it was rejected."""
         if self._fast_validator is not None:
             try:
                 self._fast_validator(record)
@@ -271,7 +338,7 @@ class DeliverySink(BatchSink, abc.ABC):
                 self.run.recorder.unmapped(
                     self, self._with_record(reject, record), invalid=True
                 )
-                return
+                return None
         try:
             key, payload = self.map_record(record)
         except RecordRejected as exc:
@@ -280,7 +347,7 @@ class DeliverySink(BatchSink, abc.ABC):
                 self.source_key(record), exc.reason, exc.message, fields=exc.fields
             )
             self.run.recorder.unmapped(self, self._with_record(reject, record))
-            return
+            return None
         encoded = canonical_json(payload)
         if (limit := self._max_payload) is not None and len(encoded) > limit:
             message = (
@@ -290,23 +357,16 @@ class DeliverySink(BatchSink, abc.ABC):
             reject = Reject(key, Reason.PAYLOAD_TOO_LARGE, message)
             self.observe((key,))
             self.run.recorder.unmapped(self, self._with_record(reject, record))
-            return
-        item = Item(
+            return None
+        return Item(
             key,
             encoded,
             fingerprint_of(encoded),
             key_hash(key),
             seq,
             record if self._include_record else None,
+            source,
         )
-        pending = self._pending
-        if not pending:
-            self._pending_claim = self.run.checkpoints.claim(seq)
-        elif item.key_hash in pending:
-            self.stats.add(duplicates=1)
-        pending[item.key_hash] = item
-        if len(pending) >= self._batch_size:
-            self.submit_pending()
 
     @property
     def batch_size(self) -> int:
@@ -342,14 +402,26 @@ class DeliverySink(BatchSink, abc.ABC):
 
     def submit_pending(self) -> None:
         """Check the pending batch against the ledger; deliver what changed."""
-        if not self._pending:
+        if not self._pending and not self._raw:
             return
-        items, claim = list(self._pending.values()), t.cast(int, self._pending_claim)
-        self._pending, self._pending_claim = {}, None
         self.run.deliver_dependencies_of(self)
-        self._wait_for_keys(frozenset(item.key_hash for item in items))
+        gathered = bool(self._raw)
+        if gathered:
+            known = self._map_raw()  # waits for its keys in flight itself
+        else:
+            known = {}
+            self._wait_for_keys(frozenset(self._pending))
+        claim = t.cast(int, self._pending_claim)
+        if not self._pending:  # every record was unchanged or rejected
+            self._pending_claim = None
+            self.run.checkpoints.release(claim)
+            return
+        items = list(self._pending.values())
+        self._pending, self._pending_claim = {}, None
         self.observe(item.key for item in items)
-        changed = self._changed(items)
+        changed, matched = self._changed(items, known)
+        if not gathered:
+            self._gather = 2 * matched >= len(items)
         if changed and self.held_until_end:
             self._hold(changed, claim)
         elif changed:
@@ -366,22 +438,84 @@ class DeliverySink(BatchSink, abc.ABC):
         for future in pending:
             self.run.wait(future)
 
-    def _changed(self, items: list[Item]) -> list[Item]:
-        """Settle unchanged and quarantined items; return those to send."""
+    def _map_raw(self) -> dict[str, Known]:
+        """Settle the gathered records unchanged at the source; map the others.
+
+        Looks the batch up by the keys read before mapping (waiting first
+        for any of them still in flight), and returns what the ledger knows,
+        so ``_changed`` does not ask again. Records are taken in input order:
+        a later one of the same key supersedes an earlier, whichever way
+        each went.
+        """
+        raw, self._raw = self._raw, []
+        sources = t.cast(SourceFingerprints, self._sources)
+        read_key = t.cast(t.Callable[[t.Mapping[str, t.Any]], str | None], self.raw_key)
+        gathered: list[
+            tuple[dict[str, t.Any], int, str | None, str | None, str | None]
+        ] = []
+        for record, seq in raw:
+            if (key := read_key(record)) is None:
+                gathered.append((record, seq, None, None, None))
+            else:
+                gathered.append((record, seq, key, key_hash(key), sources.of(record)))
+        hashes = [entry[3] for entry in gathered if entry[3] is not None]
+        self._wait_for_keys(frozenset(hashes))
+        known = self._lookup(hashes)
+        for looked_up in hashes:  # ``_changed`` must not ask again
+            known.setdefault(looked_up, NOTHING_KNOWN)
+        unchanged: dict[str, Item] = {}
+        for record, seq, key, hashed, source in gathered:
+            state = known.get(hashed) if hashed is not None else None
+            if key and hashed and source and state and state.source == source:
+                found = t.cast(str, state.fingerprint)  # a delivery's, never None
+                item, same = Item(key, b"", found, hashed, seq), True
+            elif (mapped := self._map(record, seq, source)) is not None:
+                item, same = mapped, False
+            else:
+                continue  # rejected: an earlier record of its key still counts
+            earlier = unchanged.pop(item.key_hash, None) or self._pending.pop(
+                item.key_hash, None
+            )
+            if earlier is not None:
+                self.stats.add(duplicates=1)
+            if same:
+                unchanged[item.key_hash] = item
+            else:
+                self._add_pending(item, seq)
+        if unchanged:
+            self.stats.add(unchanged_at_source=len(unchanged))
+            self.run.recorder.unchanged(self, list(unchanged.values()))
+        self._gather = 2 * len(unchanged) >= len(raw)
+        return known
+
+    def _lookup(self, key_hashes: list[str]) -> dict[str, Known]:
+        return self.run.ledger.lookup(
+            self.scope_id,
+            key_hashes,
+            quarantine=self.config["retry_rejected"] == "changed",
+        )
+
+    def _changed(
+        self, items: list[Item], known: dict[str, Known]
+    ) -> tuple[list[Item], int]:
+        """Settle unchanged and quarantined items; return those to send, and
+        how many items matched their stored source fingerprint.
+
+        ``known`` is what ``_map_raw`` already read; the rest is looked up.
+        """
         config = self.config
         if self.resend_changed and (
             config["full_sync"] or not config["skip_unchanged"]
         ):
-            return items
-        known = self.run.ledger.lookup(
-            self.scope_id,
-            [item.key_hash for item in items],
-            quarantine=config["retry_rejected"] == "changed",
-        )
+            return items, 0
+        if unknown := [item.key_hash for item in items if item.key_hash not in known]:
+            known = {**known, **self._lookup(unknown)}
         changed: list[Item] = []
         unchanged: list[Item] = []
+        stale: list[Item] = []
         quarantined: list[Item] = []
         reasons: list[str] = []
+        matched = 0
         for item in items:
             state = known.get(item.key_hash)
             if state is None:
@@ -390,6 +524,12 @@ class DeliverySink(BatchSink, abc.ABC):
                 state.fingerprint is not None and not self.resend_changed
             ):
                 unchanged.append(item)
+                if item.source is None:
+                    continue
+                if item.source == state.source:
+                    matched += 1
+                elif self._stale(state.source):
+                    stale.append(item)
             elif state.refused_fingerprint == item.fingerprint:
                 quarantined.append(item)
                 reasons.append(t.cast(str, state.refused_reason))
@@ -397,9 +537,16 @@ class DeliverySink(BatchSink, abc.ABC):
                 changed.append(item)
         if unchanged:
             self.run.recorder.unchanged(self, unchanged)
+        if stale:
+            self.run.recorder.renew_sources(self, stale)
         if quarantined:
             self.run.recorder.quarantined(self, quarantined, reasons)
-        return changed
+        return changed, matched
+
+    def _stale(self, stored: str | None) -> bool:
+        """Whether a stored source fingerprint is worth renewing (see
+        ``SourceFingerprints``): missing, or made under another identity."""
+        return self._sources is not None and self._sources.is_stale(stored)
 
     def _start(self, batch: _Batch) -> None:
         """Hand a batch to a delivery thread (waiting for a free slot)."""
@@ -585,13 +732,68 @@ class DeliverySink(BatchSink, abc.ABC):
 
     @override
     def setup(self) -> None:
-        """Register the scope so the ledger says what its ids stand for."""
+        """Register the scope so the ledger says what its ids stand for, and
+        choose the path records take (see ``raw_key``)."""
         self.run.ledger.register(self.scope)
+        if self._uses_source_fingerprints():
+            self._sources = SourceFingerprints(self._identity)
         if (membership := self.membership) is not None:
             for scope in (membership.members, membership.removals):
                 self.run.ledger.register(scope)
+
+    def _uses_source_fingerprints(self) -> bool:
+        """Only where an unchanged record needs nothing at all.
+
+        Not for mirrors or group memberships (each row must be seen or
+        counted), guarded or once-per-key writes, or when every record is
+        sent anyway (``full_sync``, ``skip_unchanged: false``).
+        """
+        config = self.config
+        return (
+            self.raw_key is not None
+            and self.resend_changed
+            and not self.mirror
+            and self.membership is None
+            and not self.held_until_end
+            and not config["full_sync"]
+            and bool(config["skip_unchanged"])
+        )
 
     @override
     def activate_version(self, new_version: int) -> None:
         """The stream's snapshot boundaries (see ``Snapshot``)."""
         self.snapshot.activate_version(new_version, self.run.checkpoints.records_read)
+
+
+def _identity(
+    target: DeliveryTarget[t.Any],
+    stream: str,
+    schema: dict[str, t.Any],
+    key_properties: t.Sequence[str] | None,
+) -> bytes:
+    """Everything besides the record that decides its payload.
+
+    The versions (a release may map differently), the stream, its schema and
+    key, and every setting but the secrets: a change to any of them makes
+    every source fingerprint stale, and records are mapped again (the
+    payload's own fingerprint still decides whether one is sent). Settings at
+    their default are left out, whether given or not (singer-sdk fills some
+    in during a run).
+    """
+    properties = target.config_jsonschema.get("properties", {})
+    settings = {
+        name: value
+        for name, value in target.config.items()
+        if not properties.get(name, {}).get("secret")
+        and value != properties.get(name, {}).get("default", _NO_DEFAULT)
+    }
+    return canonical_json(
+        {
+            "target": [target.name, target.plugin_version],
+            "delivery": version("singer-delivery"),
+            "stream": stream,
+            "schema": schema,
+            "key_properties": list(key_properties or ()),
+            "settings": settings,
+        }
+    )

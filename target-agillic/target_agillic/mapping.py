@@ -154,6 +154,18 @@ class CompiledMapping:
             raise RecordRejected("missing_recipient_id", msg, fields=(field,))
         return str(value)
 
+    @property
+    def keeps_id_as_is(self) -> bool:
+        """Whether ``id_of_raw`` gives exactly the ID that mapping gives: one
+        field maps to the ID, and it has no date format to convert."""
+        pairs = self.mapping.field_mapping
+        sources = (
+            [s for s, d in pairs.items() if d == self.mapping.recipient_id_field]
+            if pairs is not None
+            else [self._id_source]
+        )
+        return sources == [self._id_source] and self._converter(self._id_source) is None
+
     def id_of_raw(self, record: t.Mapping[str, t.Any]) -> str | None:
         """The recipient ID straight from the record, when it is usable as is.
 

@@ -158,6 +158,12 @@ class RecipientSink(AgillicSink):
         person_data = self.compiled.person_data(record)
         return self.compiled.recipient_id(person_data), person_data
 
+    @property
+    @override
+    def raw_key(self) -> t.Callable[[t.Mapping[str, t.Any]], str | None] | None:
+        """The recipient ID as the record holds it, when mapping keeps it so."""
+        return self.compiled.id_of_raw if self.compiled.keeps_id_as_is else None
+
     @override
     def deliver(self, items: list[Item]) -> t.Iterable[Outcome]:
         """Upsert in async batches; insert and update one recipient per call."""

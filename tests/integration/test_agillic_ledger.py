@@ -55,6 +55,68 @@ def test_only_changed_records_are_sent(
     assert agillic_emulator.recipients[customer(444)["email"]]["TIER"] == "platinum"
 
 
+def report_of(tmp_path: Path) -> dict[str, t.Any]:
+    return t.cast(
+        dict[str, t.Any],
+        json.loads((tmp_path / "report.json").read_text())["streams"]["customers"],
+    )
+
+
+def test_identical_records_are_settled_before_mapping_until_a_setting_changes(
+    agillic_emulator: AgillicEmulator, ledger_config: Config, tmp_path: Path
+) -> None:
+    """Source fingerprints: a record identical to the one last delivered is
+    unchanged without being mapped. Any setting change makes them stale: the
+    records are mapped again, sent only if their payload changed, and the
+    fingerprints of the others are renewed, without a write to Agillic."""
+    rows = [customer(i) for i in range(300)]
+    run_ok("target-agillic", ledger_config, messages(rows), tmp_path)
+    writes = agillic_emulator.write_calls()
+    run_ok("target-agillic", ledger_config, messages(rows), tmp_path)
+    assert (report_of(tmp_path)["unchanged"], report_of(tmp_path)["sent"]) == (300, 0)
+    assert report_of(tmp_path)["unchanged_at_source"] == 300
+
+    tuned = {**ledger_config, "batch_size_rows": 70}
+    run_ok("target-agillic", tuned, messages(rows), tmp_path)
+    assert (report_of(tmp_path)["unchanged"], report_of(tmp_path)["sent"]) == (300, 0)
+    assert report_of(tmp_path)["unchanged_at_source"] == 0
+    run_ok("target-agillic", tuned, messages(rows), tmp_path)
+    assert report_of(tmp_path)["unchanged_at_source"] == 300
+    assert agillic_emulator.write_calls() == writes
+
+    reformatted = {**tuned, "date_format": "yyyy/MM/dd"}
+    run_ok("target-agillic", reformatted, messages(rows), tmp_path)
+    assert report_of(tmp_path)["delivered"] == 300
+    birthdate = customer(7)["birthdate"].replace("-", "/")
+    assert agillic_emulator.recipients[customer(7)["email"]]["BIRTHDATE"] == birthdate
+
+
+@pytest.mark.parametrize("unchanged_last", [True, False])
+def test_the_last_record_of_a_key_in_a_batch_wins(
+    agillic_emulator: AgillicEmulator,
+    agillic_config: Config,
+    tmp_path: Path,
+    unchanged_last: bool,
+) -> None:
+    """A record unchanged at the source supersedes an earlier changed one of
+    the same key in its batch, and a changed one an earlier unchanged one."""
+    rows = [customer(i) for i in range(10)]
+    run_ok("target-agillic", agillic_config, messages(rows), tmp_path)
+    changed = customer(4, tier="platinum")
+    pair = [changed, rows[4]] if unchanged_last else [rows[4], changed]
+    mark = len(agillic_emulator.requests)
+    run_ok("target-agillic", agillic_config, messages(rows + pair), tmp_path)
+    tier = agillic_emulator.recipients[rows[4]["email"]]["TIER"]
+    if unchanged_last:
+        assert (agillic_emulator.upserted_ids(mark), tier) == ([], rows[4]["tier"])
+    else:
+        assert (agillic_emulator.upserted_ids(mark), tier) == (
+            [rows[4]["email"]],
+            "platinum",
+        )
+    assert report_of(tmp_path)["duplicates"] == 2
+
+
 def test_refused_record_is_sent_again_next_run_and_listed_in_rejects(
     agillic_emulator: AgillicEmulator, agillic_config: Config, tmp_path: Path
 ) -> None:

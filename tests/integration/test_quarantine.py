@@ -211,7 +211,12 @@ def test_the_ledger_can_be_read_from_the_command_line(
 
 def as_older_schema(config: Config, version: int) -> None:
     """Rewrite the ledger as release ``version`` left it, the same deliveries in
-    its tables (hex text, before version 3 made them binary)."""
+    its tables (hex text before version 3 made them binary, no source
+    fingerprints before version 4)."""
+    if version == 3:  # schema 4 only added the source fingerprints
+        query(config, "ALTER TABLE ledger_deliveries DROP COLUMN source_fingerprint")
+        query(config, "UPDATE ledger_meta SET value = '3'")
+        return
     dialect = (
         "sqlite" if str(config["ledger_url"]).startswith("sqlite") else "postgresql"
     )
@@ -232,12 +237,13 @@ def as_older_schema(config: Config, version: int) -> None:
         query(config, statement)
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_a_ledger_of_an_earlier_schema_keeps_its_change_detection(
     agillic_emulator: AgillicEmulator, config: Config, tmp_path: Path, version: int
 ) -> None:
     """Each earlier release's tables, holding this run's deliveries, are
-    migrated at the next run, and nothing is sent again."""
+    migrated at the next run, and nothing is sent again; the rows get the
+    source fingerprints they lacked (schema 4), without a write to Agillic."""
     run_ok("target-agillic", config, messages(rows(REFUSED)), tmp_path)
     as_older_schema(config, version)
     writes = agillic_emulator.write_calls()
@@ -245,3 +251,7 @@ def test_a_ledger_of_an_earlier_schema_keeps_its_change_detection(
     assert agillic_emulator.write_calls() == writes
     assert stats(tmp_path)["unchanged"] == 100
     assert query(config, "SELECT value FROM ledger_meta") == [(str(SCHEMA_VERSION),)]
+    [(delivered, fingerprinted)] = query(
+        config, "SELECT count(*), count(source_fingerprint) FROM ledger_deliveries"
+    )
+    assert fingerprinted == delivered == 100

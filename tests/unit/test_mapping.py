@@ -109,3 +109,33 @@ def test_unsupported_pattern_letter_is_named() -> None:
     with pytest.raises(ValueError, match="'Q'"):
         to_strftime("dd.MM.yyyy Q")
     assert to_strftime("dd/MM/yy") == "%d/%m/%y"
+
+
+@pytest.mark.parametrize(
+    ("settings", "record"),
+    [
+        ({}, {"EMAIL": "a@b.com", "TIER": "gold"}),
+        ({"field_mapping": {"mail": "EMAIL", "D": "BIRTH"}}, {"mail": "a@b.com"}),
+        ({"recipient_id_field": "ID"}, {"ID": 42}),
+    ],
+)
+def test_the_raw_id_is_the_mapped_id_when_kept_as_is(
+    settings: dict[str, t.Any], record: dict[str, t.Any]
+) -> None:
+    """What lets an unchanged record be recognised before it is mapped."""
+    m = mapping(**settings)
+    assert m.keeps_id_as_is
+    assert m.id_of_raw(record) == m.recipient_id(m.person_data(record))
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"recipient_id_field": "D"},  # a date field: mapping reformats it
+        {"field_mapping": {"mail": "EMAIL", "alias": "EMAIL"}},  # two sources
+    ],
+)
+def test_the_raw_id_is_not_trusted_when_mapping_may_change_it(
+    settings: dict[str, t.Any],
+) -> None:
+    assert not mapping(**settings).keeps_id_as_is
