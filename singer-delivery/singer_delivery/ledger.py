@@ -47,9 +47,9 @@ CHUNK = 1000
 #: flat: each one rewrites only the pages its sorted keys land on.
 FLUSH_AT = 20_000
 SCHEMA_VERSION = 4
-#: Length of a payload fingerprint in hex; a buffered delivery holds it
-#: followed by the source record's fingerprint, when there is one.
-_FINGERPRINT_HEX = 32
+#: Bytes of a payload fingerprint; a buffered delivery holds it followed by
+#: the source record's fingerprint, when there is one.
+_FINGERPRINT_BYTES = 16
 #: The object type of a scope of delete requests ends so (``recipient_deletes``).
 DELETES = "_deletes"
 
@@ -215,9 +215,10 @@ class Ledger:
         self.url = url
         self.dialect = url.dialect
         self._lock = threading.RLock()
-        #: Deliveries not yet written: scope -> key hash -> fingerprint (with
-        #: the source's appended, see ``_FINGERPRINT_HEX``).
-        self._pending: dict[str, dict[str, str]] = {}
+        #: Deliveries not yet written: scope -> key hash -> fingerprint and
+        #: source fingerprint, binary and joined (see ``_FINGERPRINT_BYTES``):
+        #: one small object per key, converted once.
+        self._pending: dict[str, dict[str, bytes]] = {}
         #: Source fingerprints renewed for unchanged payloads: scope -> key -> it.
         self._renewed: dict[str, dict[str, str]] = {}
         self._open_rejects: set[str] = set()
@@ -509,7 +510,7 @@ class Ledger:
         with self._lock:
             pending = self._pending.setdefault(scope_id, {})
             pending.update(
-                (key, found + source if source else found)
+                (key, bytes.fromhex(found + source if source else found))
                 for key, found, source in delivered
             )
             if renewed := self._renewed.get(scope_id):
@@ -552,21 +553,21 @@ class Ledger:
                     self._renew(conn, scope, sources)
 
     def _upsert_deliveries(
-        self, conn: t.Any, scope_id: str, ordered: list[str], keys: dict[str, str]
+        self, conn: t.Any, scope_id: str, ordered: list[str], keys: dict[str, bytes]
     ) -> None:
-        """All of a scope's pairs, in key order, so each B-tree page is written once.
+        """All of a scope's rows, in key order, so each B-tree page is written once.
 
-        SQLite gets one single-row statement per pair through ``executemany``
+        SQLite gets one single-row statement per row through ``executemany``
         (prepared once, run in C): a statement that inserts many rows needs a
         statement journal, which spills to a temporary file past 64 KiB and
         cost a third more system time at a million keys. PostgreSQL gets all
-        pairs as two arrays in one statement, one round trip.
+        rows as three arrays in one statement, one round trip.
         """
         scope = bytes.fromhex(scope_id)
         binary_keys = map(bytes.fromhex, ordered)
         values = [keys[key] for key in ordered]
-        fingerprints = (bytes.fromhex(value[:_FINGERPRINT_HEX]) for value in values)
-        sources = (bytes.fromhex(value[_FINGERPRINT_HEX:]) or None for value in values)
+        fingerprints = (value[:_FINGERPRINT_BYTES] for value in values)
+        sources = (value[_FINGERPRINT_BYTES:] or None for value in values)
         if self.dialect == "sqlite":
             now = int(time.time())
             rows = zip(repeat(scope), binary_keys, fingerprints, sources, repeat(now))
@@ -1273,9 +1274,10 @@ def _unhex(text: object) -> bytes | None:
     )
 
 
-def _split(buffered: str) -> tuple[str, str | None]:
-    """A buffered delivery's payload and source fingerprints."""
-    return buffered[:_FINGERPRINT_HEX], buffered[_FINGERPRINT_HEX:] or None
+def _split(buffered: bytes) -> tuple[str, str | None]:
+    """A buffered delivery's payload and source fingerprints, in hex."""
+    source = buffered[_FINGERPRINT_BYTES:]
+    return buffered[:_FINGERPRINT_BYTES].hex(), source.hex() if source else None
 
 
 def _binary(hex_ids: Iterable[str]) -> list[bytes]:

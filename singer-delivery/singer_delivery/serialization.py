@@ -82,8 +82,9 @@ class SourceFingerprints:
     A record that is byte for byte the one delivered last time, read under
     the same identity (target and package versions, stream, schema and
     non-secret settings), maps to the same payload: the ledger can tell it
-    is unchanged before it is validated, mapped and encoded. The identity is
-    the hash's key, so no fingerprint matches across a change of settings.
+    is unchanged before it is validated, mapped and encoded. The identity
+    leads what is hashed, so no fingerprint matches across a change of
+    settings.
 
     A fingerprint is ``tag + hash``: ``tag`` (4 hex digits of the identity)
     says under which identity it was made, so a stored one that no longer
@@ -95,7 +96,9 @@ class SourceFingerprints:
     def __init__(self, identity: bytes) -> None:
         digest = hashlib.blake2b(identity, digest_size=16).digest()
         self.tag = digest[:2].hex()
-        self._hasher = hashlib.blake2b(key=digest, digest_size=8)
+        # the identity's digest leads every hashed record: as BLAKE2b's key
+        # it would cost a compression of its own per record
+        self._hasher = hashlib.blake2b(digest, digest_size=8)
 
     def of(self, record: t.Mapping[str, t.Any]) -> str | None:
         """The record's fingerprint; None for a value JSON cannot hold."""
