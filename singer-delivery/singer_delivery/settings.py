@@ -236,6 +236,41 @@ def delete_settings() -> list[th.Property[t.Any]]:
     return properties
 
 
+#: Settings that steer a run (the ledger, outputs, pacing, guards, batching)
+#: but never change what a record maps to.
+RUN_SETTINGS = frozenset(
+    prop.name
+    for prop in (
+        *delivery_settings(max_batch_rows=1, call_budget=True),
+        *delete_settings(),
+    )
+) | (SDK_SETTINGS - {"validate_records"})
+
+
+def payload_settings(
+    settings: t.Mapping[str, t.Any], schema: t.Mapping[str, t.Any]
+) -> dict[str, t.Any]:
+    """The settings that may change a stream's payloads, as identity for
+    source fingerprints: a stream's effective settings without the run's own
+    (``RUN_SETTINGS``; stream maps and flattening change the record itself),
+    the secrets, the other streams' overrides, and any at its default (given
+    or not: singer-sdk fills some in during a run).
+    """
+    properties = schema.get("properties", {})
+    return {
+        name: value
+        for name, value in settings.items()
+        if name not in RUN_SETTINGS
+        and name != STREAMS
+        and not properties.get(name, {}).get("secret")
+        and value != properties.get(name, {}).get("default", _NO_DEFAULT)
+    }
+
+
+#: Stands for "no default" where ``None`` may be one.
+_NO_DEFAULT = object()
+
+
 def check_delete_guard(config: t.Mapping[str, t.Any]) -> list[str]:
     """``sync_mode: delete`` anywhere needs ``allow_deletes: true``."""
     if config.get("allow_deletes"):

@@ -44,6 +44,7 @@ from singer_delivery.serialization import (
     fingerprint_of,
     key_hash,
 )
+from singer_delivery.settings import payload_settings
 from singer_delivery.snapshot import removals
 
 if t.TYPE_CHECKING:
@@ -56,10 +57,6 @@ if t.TYPE_CHECKING:
 
 _A = t.TypeVar("_A")
 _T = t.TypeVar("_T")
-
-
-#: Stands for "no default" where ``None`` may be one.
-_NO_DEFAULT = object()
 
 
 class DeliveryContractError(RuntimeError):
@@ -98,7 +95,7 @@ class DeliverySink(BatchSink, abc.ABC):
         super().__init__(target, stream_name, schema, key_properties)
         self.settings = self.run.settings_for(stream_name)
         self._fast_validator = self._compile_validator()
-        self._identity = _identity(target, stream_name, schema, key_properties)
+        self._identity = _identity(target, self.settings, schema, key_properties)
         self._sources: SourceFingerprints | None = None
         #: Whether records wait unmapped for their batch's lookup: while most
         #: of a batch is unchanged at the source (see ``_map_raw``).
@@ -767,33 +764,24 @@ class DeliverySink(BatchSink, abc.ABC):
 
 def _identity(
     target: DeliveryTarget[t.Any],
-    stream: str,
+    settings: t.Mapping[str, t.Any],
     schema: dict[str, t.Any],
     key_properties: t.Sequence[str] | None,
 ) -> bytes:
     """Everything besides the record that decides its payload.
 
-    The versions (a release may map differently), the stream, its schema and
-    key, and every setting but the secrets: a change to any of them makes
-    every source fingerprint stale, and records are mapped again (the
-    payload's own fingerprint still decides whether one is sent). Settings at
-    their default are left out, whether given or not (singer-sdk fills some
-    in during a run).
+    The versions (a release may map differently), the stream's schema and
+    key, and its settings that may change a payload (``payload_settings``):
+    a change to any of them makes every source fingerprint stale, and
+    records are mapped again (the payload's own fingerprint still decides
+    whether one is sent).
     """
-    properties = target.config_jsonschema.get("properties", {})
-    settings = {
-        name: value
-        for name, value in target.config.items()
-        if not properties.get(name, {}).get("secret")
-        and value != properties.get(name, {}).get("default", _NO_DEFAULT)
-    }
     return canonical_json(
         {
             "target": [target.name, target.plugin_version],
             "delivery": version("singer-delivery"),
-            "stream": stream,
             "schema": schema,
             "key_properties": list(key_properties or ()),
-            "settings": settings,
+            "settings": payload_settings(settings, target.config_jsonschema),
         }
     )

@@ -55,10 +55,10 @@ def test_only_changed_records_are_sent(
     assert agillic_emulator.recipients[customer(444)["email"]]["TIER"] == "platinum"
 
 
-def report_of(tmp_path: Path) -> dict[str, t.Any]:
+def report_of(tmp_path: Path, name: str = "report.json") -> dict[str, t.Any]:
     return t.cast(
         dict[str, t.Any],
-        json.loads((tmp_path / "report.json").read_text())["streams"]["customers"],
+        json.loads((tmp_path / name).read_text())["streams"]["customers"],
     )
 
 
@@ -66,25 +66,28 @@ def test_identical_records_are_settled_before_mapping_until_a_setting_changes(
     agillic_emulator: AgillicEmulator, ledger_config: Config, tmp_path: Path
 ) -> None:
     """Source fingerprints: a record identical to the one last delivered is
-    unchanged without being mapped. Any setting change makes them stale: the
-    records are mapped again, sent only if their payload changed, and the
-    fingerprints of the others are renewed, without a write to Agillic."""
+    unchanged without being mapped. A change to a setting that may change
+    payloads makes them stale: the records are mapped again, sent only if
+    their payload changed, and the fingerprints of the others are renewed,
+    without a write to Agillic. A setting of the run alone changes nothing."""
     rows = [customer(i) for i in range(300)]
     run_ok("target-agillic", ledger_config, messages(rows), tmp_path)
     writes = agillic_emulator.write_calls()
-    run_ok("target-agillic", ledger_config, messages(rows), tmp_path)
-    assert (report_of(tmp_path)["unchanged"], report_of(tmp_path)["sent"]) == (300, 0)
-    assert report_of(tmp_path)["unchanged_at_source"] == 300
-
-    tuned = {**ledger_config, "batch_size_rows": 70}
+    other = str(tmp_path / "other.json")
+    tuned = {**ledger_config, "batch_size_rows": 70, "report_path": other}
     run_ok("target-agillic", tuned, messages(rows), tmp_path)
+    report = report_of(tmp_path, "other.json")
+    assert (report["unchanged"], report["unchanged_at_source"]) == (300, 300)
+
+    verified = {**ledger_config, "verify_deliveries": "all"}
+    run_ok("target-agillic", verified, messages(rows), tmp_path)
     assert (report_of(tmp_path)["unchanged"], report_of(tmp_path)["sent"]) == (300, 0)
     assert report_of(tmp_path)["unchanged_at_source"] == 0
-    run_ok("target-agillic", tuned, messages(rows), tmp_path)
+    run_ok("target-agillic", verified, messages(rows), tmp_path)
     assert report_of(tmp_path)["unchanged_at_source"] == 300
     assert agillic_emulator.write_calls() == writes
 
-    reformatted = {**tuned, "date_format": "yyyy/MM/dd"}
+    reformatted = {**verified, "date_format": "yyyy/MM/dd"}
     run_ok("target-agillic", reformatted, messages(rows), tmp_path)
     assert report_of(tmp_path)["delivered"] == 300
     birthdate = customer(7)["birthdate"].replace("-", "/")
