@@ -204,7 +204,7 @@ def bench(session: nox.Session) -> None:
     """Throughput figures against the emulators (prints, never asserts).
 
     target-agillic against singer-sdk no-op targets, at scale and with
-    quarantined records, then target-gladly at 10 requests/s (about 13 minutes;
+    quarantined records, then target-gladly at 10 requests/s (about 10 minutes;
     ``nox -s bench -- --records 5000 --pairs 3 --skip-1m --skip-gladly`` is a
     quick run, ``nox -s bench -- --help`` lists the options).
     """
