@@ -154,17 +154,25 @@ class CompiledMapping:
             raise RecordRejected("missing_recipient_id", msg, fields=(field,))
         return str(value)
 
-    @property
-    def keeps_id_as_is(self) -> bool:
-        """Whether ``id_of_raw`` gives exactly the ID that mapping gives: one
-        field maps to the ID, and it has no date format to convert."""
+    def source_kept_as_is(self, field: str) -> str | None:
+        """The record field whose value Person Data field ``field`` takes
+        unchanged: the only one mapped to it, with no date format to convert."""
         pairs = self.mapping.field_mapping
         sources = (
-            [s for s, d in pairs.items() if d == self.mapping.recipient_id_field]
+            [s for s, d in pairs.items() if d == field]
             if pairs is not None
-            else [self._id_source]
+            else [field]
         )
-        return sources == [self._id_source] and self._converter(self._id_source) is None
+        if len(sources) != 1 or self._converter(sources[0]) is not None:
+            return None
+        return sources[0]
+
+    @property
+    def keeps_id_as_is(self) -> bool:
+        """Whether ``id_of_raw`` gives exactly the ID that mapping gives."""
+        return (
+            self.source_kept_as_is(self.mapping.recipient_id_field) == self._id_source
+        )
 
     def id_of_raw(self, record: t.Mapping[str, t.Any]) -> str | None:
         """The recipient ID straight from the record, when it is usable as is.

@@ -494,6 +494,26 @@ class OneToManySink(AgillicSink):
         """The recipient: Agillic deletes a recipient's rows with it."""
         return key.split(KEY_SEPARATOR, 1)[0]
 
+    @property
+    @override
+    def raw_key(self) -> t.Callable[[t.Mapping[str, t.Any]], str | None] | None:
+        """Recipient ID and row identifier as the record holds them, when
+        mapping keeps both so (a text or integer identifier)."""
+        identifier = self.table.identifier
+        source = self.compiled.source_kept_as_is(identifier) if identifier else None
+        if source is None or not self.compiled.keeps_id_as_is:
+            return None
+        recipient_of = self.compiled.id_of_raw
+
+        def key(record: t.Mapping[str, t.Any]) -> str | None:
+            recipient, value = recipient_of(record), record.get(source)
+            plain = (isinstance(value, str) and value != "") or (
+                isinstance(value, int) and not isinstance(value, bool)
+            )
+            return f"{recipient}{KEY_SEPARATOR}{value}" if recipient and plain else None
+
+        return key
+
     @override
     def map_record(self, record: dict[str, t.Any]) -> tuple[str, t.Any]:
         """The recipient ID and the row; the key joins both."""

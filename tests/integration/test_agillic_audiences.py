@@ -341,6 +341,22 @@ def test_one_run_routes_customers_and_orders_to_the_right_recipients(
     )
 
 
+def test_rows_unchanged_at_the_source_are_settled_before_mapping(
+    agillic_emulator: AgillicEmulator, routed_config: Config, tmp_path: Path
+) -> None:
+    """One-to-many rows are looked up by recipient ID and row identifier read
+    straight from the record; only the changed row is mapped and sent."""
+    orders = [order(n, n % 30) for n in range(60)]
+    run_ok("target-agillic", routed_config, customers_then_orders(orders), tmp_path)
+    orders[7] = {**orders[7], "amount": 999.5}
+    run_ok("target-agillic", routed_config, customers_then_orders(orders), tmp_path)
+    report = json.loads((tmp_path / "report.json").read_text())["streams"]["orders"]
+    assert (report["unchanged"], report["unchanged_at_source"]) == (59, 59)
+    assert report["delivered"] == 1
+    rows = agillic_emulator.otm_tables["ORDERS"]["rows"]
+    assert rows[customer(7)["email"]]["o-7"]["AMOUNT"] == 999.5
+
+
 def test_missing_one_to_many_table_is_refused_before_any_write(
     agillic_emulator: AgillicEmulator, routed_config: Config, tmp_path: Path
 ) -> None:

@@ -139,3 +139,12 @@ def test_the_raw_id_is_not_trusted_when_mapping_may_change_it(
     settings: dict[str, t.Any],
 ) -> None:
     assert not mapping(**settings).keeps_id_as_is
+
+
+def test_the_source_a_field_takes_unchanged_is_named_only_when_there_is_one() -> None:
+    m = mapping(field_mapping={"order": "ID", "D": "BIRTH", "a": "X", "b": "X"})
+    assert m.source_kept_as_is("ID") == "order"
+    assert m.source_kept_as_is("BIRTH") is None  # a date field: reformatted
+    assert m.source_kept_as_is("X") is None  # two sources
+    assert m.source_kept_as_is("NOT_MAPPED") is None
+    assert mapping().source_kept_as_is("TIER") == "TIER"  # no mapping: as named
