@@ -1215,7 +1215,7 @@ def _v3(dialect: str) -> list[str]:
     its recipient), so deleting the owner forgets its rows too. Rows
     delivered before this version have no owner recorded.
     """
-    binary = "BYTEA" if dialect == "postgresql" else "BLOB"
+    binary = _binary_type(dialect)
     rowid = " WITHOUT ROWID" if dialect == "sqlite" else ""
     owners = (
         f"CREATE TABLE ledger_owners (scope_id {binary} NOT NULL, "
@@ -1261,6 +1261,22 @@ def _binary_deliveries(dialect: str) -> list[str]:
     ]
 
 
+def _v4(dialect: str) -> list[str]:
+    """Source fingerprints: a record unchanged at the source skips mapping.
+
+    A nullable column, added in place (no rewrite in either database); rows
+    delivered before have none, and get one the first time their record is
+    read again unchanged.
+    """
+    column = f"source_fingerprint {_binary_type(dialect)}"
+    return [f"ALTER TABLE ledger_deliveries ADD COLUMN {column}"]
+
+
+def _binary_type(dialect: str) -> str:
+    """The column type of hashes from schema 3 on."""
+    return "BYTEA" if dialect == "postgresql" else "BLOB"
+
+
 #: The SQL function ``_v3`` converts hex with (SQLite has ``unhex`` only
 #: from 3.41, newer than many systems' Python ships).
 _UNHEX = "ledger_unhex"
@@ -1283,17 +1299,6 @@ def _split(buffered: bytes) -> tuple[str, str | None]:
 def _binary(hex_ids: Iterable[str]) -> list[bytes]:
     """Hex hashes as the deliveries table stores them."""
     return list(map(bytes.fromhex, hex_ids))
-
-
-def _v4(dialect: str) -> list[str]:
-    """Source fingerprints: a record unchanged at the source skips mapping.
-
-    A nullable column, added in place (no rewrite in either database); rows
-    delivered before have none, and get one the first time their record is
-    read again unchanged.
-    """
-    binary = "BYTEA" if dialect == "postgresql" else "BLOB"
-    return [f"ALTER TABLE ledger_deliveries ADD COLUMN source_fingerprint {binary}"]
 
 
 #: MIGRATIONS[n] brings a ledger from schema version n to n + 1.

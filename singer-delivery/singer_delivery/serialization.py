@@ -80,11 +80,11 @@ class SourceFingerprints:
     """Hashes of source records, so an unchanged record skips mapping.
 
     A record that is byte for byte the one delivered last time, read under
-    the same identity (target and package versions, stream, schema and
-    non-secret settings), maps to the same payload: the ledger can tell it
-    is unchanged before it is validated, mapped and encoded. The identity
-    leads what is hashed, so no fingerprint matches across a change of
-    settings.
+    the same identity (the sink gives it: versions, schema, key and the
+    settings that may change a payload), maps to the same payload: the
+    ledger can tell it is unchanged before it is validated, mapped and
+    encoded. The identity leads what is hashed, so no fingerprint matches
+    across a change of it.
 
     A fingerprint is ``tag + hash``: ``tag`` (4 hex digits of the identity)
     says under which identity it was made, so a stored one that no longer

@@ -236,6 +236,8 @@ def delete_settings() -> list[th.Property[t.Any]]:
     return properties
 
 
+#: Stands for "no default" where ``None`` may be one.
+_NO_DEFAULT = object()
 #: Settings that steer a run (the ledger, outputs, pacing, guards, batching)
 #: but never change what a record maps to.
 RUN_SETTINGS = frozenset(
@@ -265,10 +267,6 @@ def payload_settings(
         and not properties.get(name, {}).get("secret")
         and value != properties.get(name, {}).get("default", _NO_DEFAULT)
     }
-
-
-#: Stands for "no default" where ``None`` may be one.
-_NO_DEFAULT = object()
 
 
 def check_delete_guard(config: t.Mapping[str, t.Any]) -> list[str]:
