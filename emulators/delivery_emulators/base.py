@@ -699,13 +699,16 @@ def run_cli(cls: type[EmulatorServer], argv: Sequence[str] | None = None) -> int
     it, credentials, control endpoints), so the help cannot drift from them.
     """
     options = vars(_cli_parser(cls).parse_args(argv))
-    stopped = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopped.set())
+    # Blocked before the serving thread starts (it inherits the mask), then
+    # taken with sigwait: no handler runs, so none can deadlock on a lock the
+    # interrupted code holds (setting an Event from a handler could, when the
+    # signal landed while the main thread held that Event's own lock).
+    stop = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
     with cls(**options) as emulator:
         emulator.keep_request_bodies = False
         print(f"listening on {emulator.url}", flush=True)
-        stopped.wait()
+        signal.sigwait(stop)
     return 0
 
 
