@@ -628,18 +628,22 @@ class Ledger:
                     )
 
     def _siblings(self, scope: Scope) -> list[Scope]:
-        """The other scopes of the same target and instance (read once a run)."""
-        with self._lock:
-            if self._scopes is None:
-                with self._errors("read scopes"):
-                    rows = self._rows("SELECT description FROM ledger_scopes")
-                self._scopes = [Scope(**json.loads(row[0])) for row in rows]
-            return [
-                other
-                for other in self._scopes
-                if (other.target, other.instance) == (scope.target, scope.instance)
-                and other != scope
-            ]
+        """The other scopes of the same target and instance (read once a run).
+
+        Asked after every delivered batch: once read, the list is used without
+        the connection's lock, so a batch does not wait here for a flush.
+        """
+        scopes = self._scopes
+        if scopes is None:
+            with self._lock, self._errors("read scopes"):
+                rows = self._rows("SELECT description FROM ledger_scopes")
+                scopes = self._scopes = [Scope(**json.loads(r[0])) for r in rows]
+        return [
+            other
+            for other in scopes
+            if (other.target, other.instance) == (scope.target, scope.instance)
+            and other != scope
+        ]
 
     def forget_everywhere(self, scope: Scope, keys: Sequence[tuple[str, str]]) -> None:
         """Forget (key hash, member ID) pairs in every other scope of the same

@@ -119,6 +119,37 @@ def test_parallel_commits_from_threads_are_all_kept(ledger: Ledger) -> None:
     assert ledger.delivered_count(SCOPE.scope_id) == 1600
 
 
+def test_a_delivered_batch_does_not_wait_for_a_flush(ledger: Ledger) -> None:
+    """Once the scopes are read, settling a batch asks for them without the
+    connection's lock, which a flush of a large ledger holds for long."""
+    rows = Scope("target-x", "api.example", "one_to_many", "ORDERS", "orders")
+    for scope in (SCOPE, rows):
+        ledger.register(scope)
+    ledger.forget_deletes(SCOPE, [h("k")])  # reads the scopes once
+    done = threading.Event()
+    holding = threading.Event()
+    release = threading.Event()
+
+    def flush_in_progress() -> None:
+        with ledger._lock:  # as a flush holds it
+            holding.set()
+            release.wait(10)
+
+    def settle() -> None:
+        ledger.forget_deletes(SCOPE, [h("k")])  # no deletes scope to forget in
+        done.set()
+
+    holder = threading.Thread(target=flush_in_progress)
+    holder.start()
+    holding.wait(10)
+    threading.Thread(target=settle).start()
+    try:
+        assert done.wait(5)
+    finally:
+        release.set()
+        holder.join()
+
+
 def test_run_lock_is_exclusive_and_released(url: str, ledger: Ledger) -> None:
     second = Ledger.open(url)
     with ledger.run_lock("target-x api.example", timeout=1):
