@@ -14,6 +14,8 @@ import pytest
 
 from singer_delivery.ledger import (
     SCHEMA_VERSION,
+    SQLITE_CHECKPOINT_BYTES,
+    SQLITE_PAGE_SIZE,
     Ledger,
     LedgerBusy,
     LedgerError,
@@ -148,6 +150,24 @@ def test_a_delivered_batch_does_not_wait_for_a_flush(ledger: Ledger) -> None:
     finally:
         release.set()
         holder.join()
+
+
+def test_a_new_sqlite_ledger_has_large_pages_and_an_older_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    """New files get ``SQLITE_PAGE_SIZE``; the write-ahead log is copied back
+    after ``SQLITE_CHECKPOINT_BYTES`` whatever the page size."""
+    older = tmp_path / "older.sqlite"
+    with contextlib.closing(sqlite3.connect(older)) as conn:
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("CREATE TABLE t (x)")
+    for path, size in ((tmp_path / "new.sqlite", SQLITE_PAGE_SIZE), (older, 4096)):
+        ledger = Ledger.open(f"sqlite:///{path}")
+        conn = ledger._conn
+        assert conn.execute("PRAGMA page_size").fetchone() == (size,)
+        (pages,) = conn.execute("PRAGMA wal_autocheckpoint").fetchone()
+        assert pages * size == SQLITE_CHECKPOINT_BYTES
+        ledger.close()
 
 
 def test_run_lock_is_exclusive_and_released(url: str, ledger: Ledger) -> None:
