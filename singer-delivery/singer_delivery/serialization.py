@@ -76,6 +76,11 @@ def key_hash(key: str) -> str:
     return hex_digest(key.encode())
 
 
+#: Bytes of a source fingerprint: a 2-byte identity tag, then an 8-byte hash.
+SOURCE_FINGERPRINT_BYTES = 10
+_TAG_BYTES = 2
+
+
 class SourceFingerprints:
     """Hashes of source records, so an unchanged record skips mapping.
 
@@ -95,10 +100,12 @@ class SourceFingerprints:
 
     def __init__(self, identity: bytes) -> None:
         digest = hashlib.blake2b(identity, digest_size=16).digest()
-        self.tag = digest[:2].hex()
+        self.tag = digest[:_TAG_BYTES].hex()
         # the identity's digest leads every hashed record: as BLAKE2b's key
         # it would cost a compression of its own per record
-        self._hasher = hashlib.blake2b(digest, digest_size=8)
+        self._hasher = hashlib.blake2b(
+            digest, digest_size=SOURCE_FINGERPRINT_BYTES - _TAG_BYTES
+        )
 
     def of(self, record: t.Mapping[str, t.Any]) -> str | None:
         """The record's fingerprint; None for a value JSON cannot hold."""
