@@ -8,7 +8,9 @@ a run that stops waiting for a stuck request still ends its process.
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import os
 import queue
 import threading
 import typing as t
@@ -16,11 +18,34 @@ from concurrent.futures import Future
 
 _T = t.TypeVar("_T")
 
+#: glibc's ``mallopt`` parameter for the number of malloc arenas.
+_M_ARENA_MAX = -8
+#: Arenas the process's threads share (glibc's default: eight per core).
+MALLOC_ARENAS = 2
+
+
+def share_malloc_arenas() -> None:
+    """Let every thread allocate from ``MALLOC_ARENAS`` glibc arenas.
+
+    glibc gives a thread that allocates while another holds an arena an
+    arena of its own, and keeps what is freed there for that arena: with
+    thirty delivery threads writing to the ledger in turn, a run of a
+    million records peaked 7 MiB higher, for no gain in speed. Other C
+    libraries (musl, macOS) are left as they are.
+    """
+    try:
+        glibc = os.confstr("CS_GNU_LIBC_VERSION") is not None
+    except (AttributeError, ValueError, OSError):
+        glibc = False
+    if glibc:
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+
 
 class WorkerPool:
     """Runs callables on ``size`` daemon threads; ``submit`` returns a Future."""
 
     def __init__(self, size: int, name: str = "deliver") -> None:
+        share_malloc_arenas()
         self._queue: queue.SimpleQueue[
             tuple[Future[t.Any], t.Callable[[], t.Any]] | None
         ] = queue.SimpleQueue()
