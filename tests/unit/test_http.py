@@ -176,3 +176,20 @@ def test_tls_and_proxy_failures_stop_at_once_naming_the_host() -> None:
         with pytest.raises(FatalApiError, match=r"proxy in front of api\.example\.com"):
             transport.request("GET", "/y")
         assert m.call_count == 2
+
+
+def test_proxies_and_the_ca_bundle_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Read once when the transport is made, and used for every request: a
+    proxy that refuses connections stops the run naming it."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "bypassed.example")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/inspecting-proxy.pem")
+    proxied = Transport(base_url="http://api.example", retry=FAST)
+    assert proxied.session.proxies["http"] == "http://127.0.0.1:9"
+    assert proxied.session.verify == "/etc/ssl/inspecting-proxy.pem"
+    with pytest.raises(FatalApiError, match=r"proxy in front of api\.example"):
+        proxied.request("GET", "/x")
+    bypassed = Transport(base_url="http://bypassed.example", retry=FAST)
+    assert "http" not in bypassed.session.proxies
