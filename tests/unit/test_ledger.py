@@ -296,6 +296,39 @@ def test_permanent_rejects_quarantine_their_payload_until_delivered(
     assert ledger.lookup(SCOPE.scope_id, [a])[a].refused_fingerprint is None
 
 
+def test_a_flush_cut_short_keeps_only_what_it_wrote_and_sends_the_rest_again(
+    url: str, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deliveries go in statements of 1000 keys in key order, after the
+    rejects they resolve: a flush that fails after its first statement
+    leaves those 1000 recorded and the rest unknown (so sent again), and
+    never a reject open for a recorded delivery."""
+    keys = sorted(h(f"k{i}") for i in range(1500))
+    written, unwritten = keys[:1000], keys[1000:]
+    ledger.register(SCOPE)
+    ledger.record_rejects(
+        SCOPE.scope_id, [reject(written[0], h("old")), reject(unwritten[0], h("old"))]
+    )
+    ledger.record_deliveries(SCOPE.scope_id, [(k, h("f"), None) for k in keys])
+    upsert = ledger._upsert_deliveries
+    statements: list[int] = []
+
+    def fail_after_the_first(*args: t.Any) -> None:
+        statements.append(len(args[1]))
+        if len(statements) > 1:
+            raise OSError("disk full")
+        upsert(*args)
+
+    monkeypatch.setattr(ledger, "_upsert_deliveries", fail_after_the_first)
+    with pytest.raises(LedgerError, match="could not record deliveries"):
+        ledger.flush()
+    assert statements == [1000, 500]
+
+    fresh = Ledger.open(url)
+    assert set(fingerprints(fresh, keys)) == set(written)
+    assert fresh.open_rejects(SCOPE.scope_id) == 0
+
+
 def test_calls_are_reserved_atomically_up_to_the_budget(url: str) -> None:
     ledgers = [Ledger.open(url) for _ in range(4)]
     granted: list[int] = []
