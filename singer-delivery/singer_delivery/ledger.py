@@ -562,7 +562,6 @@ class Ledger:
             pending, renewed = self._pending, self._renewed
             self._pending, self._renewed = {}, {}
             with self._errors("record deliveries"):
-                self._check_lock()
                 resolved = [s for s in pending if s in self._open_rejects]
                 if resolved:
                     with self._transaction() as conn:
@@ -1170,10 +1169,10 @@ UPSERT_DELIVERIES_SQLITE = (
     "WHERE n + 1 < ?1) INSERT INTO ledger_deliveries (scope_id, key_hash, "
     "fingerprint, source_fingerprint, delivered_at) SELECT ?2, "
     f"substr(?3, n * {_FINGERPRINT_BYTES} + 1, {_FINGERPRINT_BYTES}), "
-    f"substr(?4, n * {_FINGERPRINT_BYTES} + 1, "
-    f"{_FINGERPRINT_BYTES}), nullif(substr(?5, n * {SOURCE_FINGERPRINT_BYTES} + 1, "
-    f"{SOURCE_FINGERPRINT_BYTES}), zeroblob({SOURCE_FINGERPRINT_BYTES})), ?6 "
-    f"FROM entry WHERE true {_ON_CONFLICT}"
+    f"substr(?4, n * {_FINGERPRINT_BYTES} + 1, {_FINGERPRINT_BYTES}), "
+    f"nullif(substr(?5, n * {SOURCE_FINGERPRINT_BYTES} + 1, "
+    f"{SOURCE_FINGERPRINT_BYTES}), zeroblob({SOURCE_FINGERPRINT_BYTES})), "
+    f"?6 FROM entry WHERE true {_ON_CONFLICT}"
 )
 UPSERT_DELIVERIES_POSTGRES = (
     "INSERT INTO ledger_deliveries (scope_id, key_hash, fingerprint, "
