@@ -19,7 +19,14 @@ from singer_delivery.http import (
     Transport,
 )
 from singer_delivery.ledger import Scope
-from singer_delivery.outcomes import Action, Item, Outcome, RecordRejected, Reject
+from singer_delivery.outcomes import (
+    Action,
+    Delivered,
+    Item,
+    Outcome,
+    RecordRejected,
+    Reject,
+)
 from singer_delivery.ratelimit import RateLimiter
 from singer_delivery.recorder import Membership
 from singer_delivery.run import DeliveryRun
@@ -36,6 +43,7 @@ __all__ = [
     "ApiError",
     "Authenticator",
     "DeleteSink",
+    "Delivered",
     "DeliveryRun",
     "DeliverySink",
     "DeliveryTarget",

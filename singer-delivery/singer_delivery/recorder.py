@@ -17,7 +17,7 @@ from collections import Counter
 from typing_extensions import override
 
 from singer_delivery.ledger import DELETES, Ledger, RejectRow, Scope
-from singer_delivery.outcomes import Action, Item, Outcome, Reject
+from singer_delivery.outcomes import Action, Delivered, Item, Reject, Settled
 from singer_delivery.serialization import key_hash
 
 if t.TYPE_CHECKING:
@@ -104,26 +104,36 @@ class Recorder(abc.ABC):
     # --- outcomes --------------------------------------------------------------
 
     def settle(
-        self, sink: Destination, outcomes: t.Sequence[Outcome], *, final: bool
+        self, sink: Destination, outcomes: t.Sequence[Settled], *, final: bool
     ) -> list[Item]:
         """Record every outcome; return the deferred items (none when ``final``,
         when deferral turns into the reject the destination gave)."""
-        deferred = [o.item for o in outcomes if o.deferred is not None and not final]
-        delivered = [o for o in outcomes if o.delivered]
-        rejected = [
-            (o.item, o.reject or o.deferred)
-            for o in outcomes
-            if o.reject is not None or (final and o.deferred is not None)
-        ]
-        self.delivered(sink, delivered)
+        delivered: list[Delivered] = []
+        deferred: list[Item] = []
+        rejected: list[tuple[Item, Reject]] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Delivered):
+                delivered.append(outcome)
+            elif outcome.reject is not None:
+                rejected.append((outcome.item, outcome.reject))
+            elif outcome.deferred is None:
+                delivered.append(
+                    Delivered((outcome.item,), outcome.actions, outcome.verified)
+                )
+            elif final:
+                rejected.append((outcome.item, outcome.deferred))
+            else:
+                deferred.append(outcome.item)
+        self.delivered(sink, [group for group in delivered if group.items])
         for item, reject in rejected:
-            self._reject(sink.stream_name, sink.stats, t.cast(Reject, reject), item)
-        self.refused(sink, [(i, t.cast(Reject, r)) for i, r in rejected])
+            self._reject(sink.stream_name, sink.stats, reject, item)
+        self.refused(sink, rejected)
         return deferred
 
     @abc.abstractmethod
-    def delivered(self, sink: Destination, outcomes: t.Sequence[Outcome]) -> None:
-        """Items the API acknowledged (or, planning, would write)."""
+    def delivered(self, sink: Destination, groups: t.Sequence[Delivered]) -> None:
+        """Items the API acknowledged (or, planning, would write), in groups
+        that share their actions."""
 
     @abc.abstractmethod
     def refused(
@@ -157,15 +167,25 @@ class Recorder(abc.ABC):
         """The file side of a reject: the rejects file, or the plan."""
 
 
-def _action_counts(outcomes: t.Sequence[Outcome]) -> Counter[str]:
+def _counts(groups: t.Sequence[Delivered]) -> Counter[str]:
+    """The report's counts of delivered items and of each action."""
     counts: Counter[str] = Counter()
-    for outcome in outcomes:
-        for action in outcome.actions:
+    for group in groups:
+        size = len(group.items)
+        counts["delivered"] += size
+        for action in group.actions:
             if name := ACTION_COUNTS[action]:
-                counts[name] += 1
-        if not outcome.verified:
-            counts["unverified"] += 1
+                counts[name] += size
+        if not group.verified:
+            counts["unverified"] += size
     return counts
+
+
+def _items(
+    groups: t.Sequence[Delivered], has: t.Callable[[Delivered], bool]
+) -> list[Item]:
+    """The items of the groups ``has`` picks."""
+    return [item for group in groups if has(group) for item in group.items]
 
 
 class CommitRecorder(Recorder):
@@ -181,18 +201,18 @@ class CommitRecorder(Recorder):
         self.store_reject_keys = store_reject_keys
 
     @override
-    def delivered(self, sink: Destination, outcomes: t.Sequence[Outcome]) -> None:
+    def delivered(self, sink: Destination, groups: t.Sequence[Delivered]) -> None:
         """Commit fingerprints; keep the membership of groups in step."""
-        if not outcomes:
+        if not groups:
             return
-        sink.stats.add(delivered=len(outcomes), **_action_counts(outcomes))
+        sink.stats.add(**_counts(groups))
         gone: set[Action] = set()
         if membership := sink.membership:
-            self._membership(sink.scope_id, membership, outcomes)
+            self._membership(sink.scope_id, membership, groups)
             if sink.scope_id == membership.members.scope_id:
                 gone.add(Action.REMOVED)  # a mirror's removal undoes the addition
-        kept = [o.item for o in outcomes if gone.isdisjoint(o.actions)]
-        undone = [o.item for o in outcomes if not gone.isdisjoint(o.actions)]
+        kept = _items(groups, lambda group: gone.isdisjoint(group.actions))
+        undone = _items(groups, lambda group: not gone.isdisjoint(group.actions))
         owned = [
             (key_hash(owner), i.key_hash)
             for i in kept
@@ -205,7 +225,7 @@ class CommitRecorder(Recorder):
         )
         if undone:
             self.ledger.forget_deliveries(sink.scope_id, [i.key_hash for i in undone])
-        if deleted := [o.item for o in outcomes if Action.DELETED in o.actions]:
+        if deleted := _items(groups, lambda group: Action.DELETED in group.actions):
             self.ledger.forget_everywhere(
                 sink.scope, [(i.key_hash, i.key) for i in deleted]
             )
@@ -213,10 +233,10 @@ class CommitRecorder(Recorder):
             self.ledger.forget_deletes(sink.scope, [i.key_hash for i in kept])
 
     def _membership(
-        self, scope_id: str, membership: Membership, outcomes: t.Sequence[Outcome]
+        self, scope_id: str, membership: Membership, groups: t.Sequence[Delivered]
     ) -> None:
-        added = [o.item for o in outcomes if Action.ADDED in o.actions]
-        removed = [o.item for o in outcomes if Action.REMOVED in o.actions]
+        added = _items(groups, lambda group: Action.ADDED in group.actions)
+        removed = _items(groups, lambda group: Action.REMOVED in group.actions)
         members, removals = membership.members.scope_id, membership.removals.scope_id
         if added:
             self.ledger.add_members(members, [i.key for i in added])
@@ -290,13 +310,14 @@ class PlanRecorder(Recorder):
             self.plan.write(sink.stream_name, item.key, "quarantined", reason=reason)
 
     @override
-    def delivered(self, sink: Destination, outcomes: t.Sequence[Outcome]) -> None:
+    def delivered(self, sink: Destination, groups: t.Sequence[Delivered]) -> None:
         """One plan line per action (an upsert that adds to a group: two)."""
-        for outcome in outcomes:
-            verbs = [action.verb for action in outcome.actions] or ["unchanged"]
-            for verb in verbs:
-                sink.stats.plan(verb)
-                self.plan.write(sink.stream_name, outcome.item.key, verb)
+        for group in groups:
+            verbs = [action.verb for action in group.actions] or ["unchanged"]
+            for item in group.items:
+                for verb in verbs:
+                    sink.stats.plan(verb)
+                    self.plan.write(sink.stream_name, item.key, verb)
 
     @override
     def refused(

@@ -32,11 +32,13 @@ from singer_delivery.errors import Abandoned
 from singer_delivery.ledger import NOTHING_KNOWN, Known
 from singer_delivery.outcomes import (
     Action,
+    Delivered,
     Item,
     Outcome,
     Reason,
     RecordRejected,
     Reject,
+    Settled,
 )
 from singer_delivery.serialization import (
     SourceFingerprints,
@@ -127,11 +129,12 @@ class DeliverySink(BatchSink, abc.ABC):
         """Return (key, payload) or raise ``RecordRejected``."""
 
     @abc.abstractmethod
-    def deliver(self, items: list[Item]) -> t.Iterable[Outcome]:
+    def deliver(self, items: list[Item]) -> t.Iterable[Settled]:
         """Write the items; return exactly one outcome per item.
 
-        Runs on a delivery thread. Writes must be safe to repeat: a crash
-        between the API's answer and the ledger commit sends them again.
+        Items acknowledged alike may share one ``Delivered``. Runs on a
+        delivery thread. Writes must be safe to repeat: a crash between the
+        API's answer and the ledger commit sends them again.
         """
 
     def plan(self, items: list[Item]) -> t.Iterable[Outcome]:
@@ -229,7 +232,7 @@ class DeliverySink(BatchSink, abc.ABC):
         """How messages name the mirrored set (e.g. ``target group 'VIP'``)."""
         return self.stream_name
 
-    def remove(self, items: list[Item]) -> t.Iterable[Outcome]:
+    def remove(self, items: list[Item]) -> t.Iterable[Settled]:
         """Mirror sinks: take these members out of the set (``Action.REMOVED``)."""
         raise NotImplementedError
 
@@ -566,11 +569,14 @@ class DeliverySink(BatchSink, abc.ABC):
             return  # abandoned: its claim stays, so no STATE passes it
         self.stats.add(sent=len(batch.items))
         try:
-            write = self.plan if self.run.recorder.dry_run else self.deliver
-            outcomes = list(write(batch.items))
-            self._check_outcomes(batch.items, outcomes)
+            outcomes: list[Settled]
             if self.run.recorder.dry_run:
-                self.run.estimate_calls(self.estimated_calls(outcomes))
+                planned = list(self.plan(batch.items))
+                self.run.estimate_calls(self.estimated_calls(planned))
+                outcomes = list(planned)
+            else:
+                outcomes = list(self.deliver(batch.items))
+            self._check_outcomes(batch.items, outcomes)
             if deferred := self.run.recorder.settle(self, outcomes, final=batch.final):
                 self._defer(deferred)
             self.run.checkpoints.release(batch.claim)
@@ -579,9 +585,14 @@ class DeliverySink(BatchSink, abc.ABC):
         except BaseException as exc:  # noqa: BLE001 - the run fails with it
             self.run.fail(exc)
 
-    def _check_outcomes(self, items: list[Item], outcomes: list[Outcome]) -> None:
+    def _check_outcomes(self, items: list[Item], outcomes: list[Settled]) -> None:
         """Exactly one outcome per item: anything else is a destination bug."""
-        given = [id(outcome.item) for outcome in outcomes]
+        given: list[int] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Delivered):
+                given += map(id, outcome.items)
+            else:
+                given.append(id(outcome.item))
         if len(given) != len(items) or set(given) != {id(item) for item in items}:
             msg = (
                 f"{type(self).__name__}.{'plan' if self.run.recorder.dry_run else 'deliver'} "
@@ -713,7 +724,7 @@ class DeliverySink(BatchSink, abc.ABC):
         seq = self.run.checkpoints.records_read
         items = [Item(m, b"null", "", key_hash(m), seq) for m in member_ids]
         write = self.plan_remove if self.run.recorder.dry_run else self.remove
-        outcomes = list(write(items))
+        outcomes: list[Settled] = list(write(items))
         self._check_outcomes(items, outcomes)
         self.run.recorder.settle(self, outcomes, final=True)
 

@@ -9,6 +9,7 @@ from typing_extensions import override
 
 from singer_delivery import (
     Action,
+    Delivered,
     DeliverySink,
     Item,
     Membership,
@@ -18,7 +19,7 @@ from singer_delivery import (
 )
 from singer_delivery.batching import chunked, split_to_fit
 from singer_delivery.http import ApiError
-from singer_delivery.outcomes import Reason
+from singer_delivery.outcomes import Reason, Settled, each_outcome
 from target_agillic import contract
 from target_agillic.client import BATCH_CALLS, AgillicClient
 from target_agillic.mapping import CompiledMapping, PersonDataMapping
@@ -59,21 +60,45 @@ def too_large(item: Item) -> Outcome:
     return Outcome.refused(item, Reason.PAYLOAD_TOO_LARGE, TOO_LARGE, http_status=413)
 
 
-class TaskLabels:
-    """Created or updated, per entry, from a task's totals.
+class BatchTask(t.NamedTuple):
+    """The items of one request body and the status its task ended with.
 
-    A task says how many entries it created and how many it updated, not
-    which: successful entries are labelled in that proportion, so the
-    report's counts are the task's.
+    No status when the API refused a body holding ``items[0]`` alone as too
+    large.
     """
 
-    def __init__(self) -> None:
-        self._created_left: dict[int, int] = {}
+    items: list[Item]
+    status: contract.TaskStatus | None
 
-    def __call__(self, status: contract.TaskStatus) -> Action:
-        left = self._created_left.setdefault(id(status), status.created)
-        self._created_left[id(status)] = left - 1
-        return Action.CREATED if left > 0 else Action.UPDATED
+    def refused(self) -> list[tuple[Item, contract.EntryError]]:
+        """The items the task refused, each with its entry error."""
+        return [(self.items[index], error) for index, error in self._errors().items()]
+
+    def applied(self) -> list[Item]:
+        """The items the task did not refuse."""
+        if not (errors := self._errors()):
+            return self.items
+        return [item for n, item in enumerate(self.items) if n not in errors]
+
+    def labelled(self) -> list[Delivered]:
+        """The applied items, created or updated as the task's totals say.
+
+        A task says how many entries it created and how many it updated, not
+        which: the first ``created`` applied entries are labelled created,
+        the rest updated, so the report's counts are the task's.
+        """
+        applied = self.applied()
+        created = self.status.created if self.status is not None else 0
+        return [
+            Delivered(applied[:created], (Action.CREATED,)),
+            Delivered(applied[created:], (Action.UPDATED,)),
+        ]
+
+    def _errors(self) -> dict[int, contract.EntryError]:
+        """Entry errors by the position of their item (``index``)."""
+        errors = self.status.errors if self.status is not None else ()
+        size = len(self.items)
+        return {error.index: error for error in errors if 0 <= error.index < size}
 
 
 def upsert_body(items: list[Item]) -> bytes:
@@ -114,17 +139,13 @@ class AgillicSink(DeliverySink):
 
     def run_async_batches(
         self, path: str, items: list[Item], encode: t.Callable[[list[Item]], bytes]
-    ) -> list[tuple[Item, contract.EntryError | None, contract.TaskStatus | None]]:
+    ) -> list[BatchTask]:
         """Submit items in bodies under 20 MB and wait for each task.
 
-        Pairs every item with its entry error (``index`` counts items in body
-        order) and its task status; a body the API refuses as too large is
-        halved, and a single item it refuses is paired with no task.
+        A body the API refuses as too large is halved; a single item it
+        refuses comes back with no task status.
         """
-        paired: list[
-            tuple[Item, contract.EntryError | None, contract.TaskStatus | None]
-        ]
-        paired = []
+        tasks: list[BatchTask] = []
         for chunk, body in split_to_fit(items, encode, contract.MAX_BODY_BYTES):
             try:
                 status = self.client.run_batch(path, f"POST {path}", body)
@@ -132,15 +153,14 @@ class AgillicSink(DeliverySink):
                 if exc.status != 413:
                     raise
                 if len(chunk) == 1:
-                    paired.append((chunk[0], None, None))
+                    tasks.append(BatchTask(chunk, None))
                     continue
                 middle = len(chunk) // 2
-                paired += self.run_async_batches(path, chunk[:middle], encode)
-                paired += self.run_async_batches(path, chunk[middle:], encode)
+                tasks += self.run_async_batches(path, chunk[:middle], encode)
+                tasks += self.run_async_batches(path, chunk[middle:], encode)
                 continue
-            errors = {error.index: error for error in status.errors}
-            paired += [(item, errors.get(i), status) for i, item in enumerate(chunk)]
-        return paired
+            tasks.append(BatchTask(chunk, status))
+        return tasks
 
 
 class RecipientSink(AgillicSink):
@@ -165,7 +185,7 @@ class RecipientSink(AgillicSink):
         return self.compiled.id_of_raw if self.compiled.keeps_id_as_is else None
 
     @override
-    def deliver(self, items: list[Item]) -> t.Iterable[Outcome]:
+    def deliver(self, items: list[Item]) -> t.Iterable[Settled]:
         """Upsert in async batches; insert and update one recipient per call."""
         mode = self.settings["sync_mode"]
         if mode == "insert":
@@ -195,30 +215,27 @@ class RecipientSink(AgillicSink):
             return 2 * writes
         return BATCH_CALLS if writes else 0
 
-    def upsert(self, items: list[Item]) -> list[Outcome]:
+    def upsert(self, items: list[Item]) -> list[Settled]:
         """The async batch upsert; per-entry errors become rejects.
 
-        The task reports how many entries it created and updated, not which:
-        successes are labelled in that proportion, so the counts are right.
-        A task without per-entry results is read back (``verify_deliveries``).
+        Each task's applied entries settle as two groups, created and
+        updated (``BatchTask.labelled``). A task without per-entry results
+        is read back (``verify_deliveries``).
         """
-        outcomes: list[Outcome] = []
+        outcomes: list[Settled] = []
         unverified: list[Item] = []
-        label = TaskLabels()
-        for item, error, status in self.run_async_batches(
-            contract.UPSERT_PATH, items, upsert_body
-        ):
-            if status is None:
-                outcomes.append(too_large(item))
-            elif error is not None:
-                outcomes.append(refused_entry(item, error))
-            elif not status.verified:
-                unverified.append(item)
+        for task in self.run_async_batches(contract.UPSERT_PATH, items, upsert_body):
+            if task.status is None:
+                outcomes.append(too_large(task.items[0]))
+                continue
+            outcomes += [refused_entry(item, error) for item, error in task.refused()]
+            if task.status.verified:
+                outcomes += task.labelled()
             else:
-                outcomes.append(Outcome.done(item, label(status)))
+                unverified += task.applied()
         return outcomes + self.verify(unverified)
 
-    def verify(self, items: list[Item]) -> list[Outcome]:
+    def verify(self, items: list[Item]) -> list[Settled]:
         """Read back entries the API acknowledged without per-entry results.
 
         ``off``: trusted (unverified). ``sample``: one page is read; if all of
@@ -228,17 +245,14 @@ class RecipientSink(AgillicSink):
         """
         mode = self.settings["verify_deliveries"]
         if not items or mode == "off":
-            return [Outcome.done(i, Action.UPSERTED, verified=False) for i in items]
+            return [Delivered(items, (Action.UPSERTED,), verified=False)]
         if mode == "sample":
             sample, rest = items[: contract.LIST_PAGE], items[contract.LIST_PAGE :]
             checked = self._read_back(sample)
             if all(o.delivered for o in checked):
-                trusted = [
-                    Outcome.done(i, Action.UPSERTED, verified=False) for i in rest
-                ]
-                return checked + trusted
-            return checked + self._read_back(rest)
-        return self._read_back(items)
+                return [*checked, Delivered(rest, (Action.UPSERTED,), verified=False)]
+            return [*checked, *self._read_back(rest)]
+        return list(self._read_back(items))
 
     def _read_back(self, items: list[Item]) -> list[Outcome]:
         field = self.mapping.recipient_id_field
@@ -392,7 +406,7 @@ class AudienceSink(RecipientSink):
         """
         if self.removing:
             return self.change_members("remove", items)
-        upserted = self.upsert(items)
+        upserted = each_outcome(self.upsert(items))
         refused = [o for o in upserted if not o.delivered]
         done = [o for o in upserted if o.delivered]
         known = (
@@ -553,24 +567,28 @@ class OneToManySink(AgillicSink):
         return sorted(items, key=lambda i: order[i.payload["recipientId"]])
 
     @override
-    def deliver(self, items: list[Item]) -> t.Iterable[Outcome]:
+    def deliver(self, items: list[Item]) -> t.Iterable[Settled]:
         """Async OTM upsert; rows of unknown recipients are deferred."""
-        outcomes = []
-        label = TaskLabels()
-        for item, error, status in self.run_async_batches(
+        outcomes: list[Settled] = []
+        for task in self.run_async_batches(
             contract.OTM_UPSERT_PATH, self.ordered(items), self.body
         ):
-            if status is None:
-                outcomes.append(too_large(item))
-            elif error is None and not status.verified:
-                outcomes.append(Outcome.done(item, Action.UPSERTED, verified=False))
-            elif error is None:
-                outcomes.append(Outcome.done(item, label(status)))
-            elif error.code == "NOT_FOUND":
-                message = NO_RECIPIENT_MESSAGE.format(id=item.payload["recipientId"])
-                outcomes.append(Outcome.later(item, "recipient_not_found", message))
+            if task.status is None:
+                outcomes.append(too_large(task.items[0]))
+                continue
+            for item, error in task.refused():
+                if error.code == "NOT_FOUND":
+                    message = NO_RECIPIENT_MESSAGE.format(
+                        id=item.payload["recipientId"]
+                    )
+                    outcomes.append(Outcome.later(item, "recipient_not_found", message))
+                else:
+                    outcomes.append(refused_entry(item, error))
+            if task.status.verified:
+                outcomes += task.labelled()
             else:
-                outcomes.append(refused_entry(item, error))
+                applied = task.applied()
+                outcomes.append(Delivered(applied, (Action.UPSERTED,), verified=False))
         return outcomes
 
     @override
