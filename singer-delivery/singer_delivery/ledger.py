@@ -42,9 +42,11 @@ logger = logging.getLogger(__name__)
 #: Keys per lookup, delete or delivery-upsert statement.
 CHUNK = 1000
 #: Buffered delivery commits before a flush is forced (one flush also happens
-#: before every STATE and at the end). Large flushes keep the cost per key
-#: flat: each one rewrites only the pages its sorted keys land on.
-FLUSH_AT = 20_000
+#: before every STATE and at the end). Once a ledger is far larger than a
+#: flush, each flush rewrites most of its pages, so the number of flushes
+#: decides the writes: 40,000 against 20,000 made a run of a million new keys
+#: 7 % faster with a fifth less system time, for 4 MiB more at its peak.
+FLUSH_AT = 40_000
 #: The page size of a new SQLite ledger. A flush of random keys into a large
 #: ledger rewrites most leaf pages, and SQLite reads and writes a page per
 #: system call: 16 KiB pages (against 4 KiB) made a run of a million new
