@@ -111,6 +111,11 @@ def test_unsupported_pattern_letter_is_named() -> None:
     assert to_strftime("dd/MM/yy") == "%d/%m/%y"
 
 
+def test_quoted_text_is_literal_and_two_quotes_are_one() -> None:
+    m = mapping(date_format="'at' dd.MM., 'o''clock' '' 100%")
+    assert m.person_data({"D": "2024-03-07"}) == {"D": "at 07.03., o'clock ' 100%"}
+
+
 @pytest.mark.parametrize(
     ("settings", "record"),
     [
