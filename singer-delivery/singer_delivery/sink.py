@@ -569,14 +569,14 @@ class DeliverySink(BatchSink, abc.ABC):
             return  # abandoned: its claim stays, so no STATE passes it
         self.stats.add(sent=len(batch.items))
         try:
-            outcomes: list[Settled]
             if self.run.recorder.dry_run:
                 planned = list(self.plan(batch.items))
+                self._check_outcomes(batch.items, planned)
                 self.run.estimate_calls(self.estimated_calls(planned))
-                outcomes = list(planned)
+                outcomes: list[Settled] = [*planned]
             else:
                 outcomes = list(self.deliver(batch.items))
-            self._check_outcomes(batch.items, outcomes)
+                self._check_outcomes(batch.items, outcomes)
             if deferred := self.run.recorder.settle(self, outcomes, final=batch.final):
                 self._defer(deferred)
             self.run.checkpoints.release(batch.claim)
@@ -585,7 +585,7 @@ class DeliverySink(BatchSink, abc.ABC):
         except BaseException as exc:  # noqa: BLE001 - the run fails with it
             self.run.fail(exc)
 
-    def _check_outcomes(self, items: list[Item], outcomes: list[Settled]) -> None:
+    def _check_outcomes(self, items: list[Item], outcomes: t.Sequence[Settled]) -> None:
         """Exactly one outcome per item: anything else is a destination bug."""
         given: list[int] = []
         for outcome in outcomes:
