@@ -573,7 +573,7 @@ class DeliverySink(BatchSink, abc.ABC):
                 planned = list(self.plan(batch.items))
                 self._check_outcomes(batch.items, planned)
                 self.run.estimate_calls(self.estimated_calls(planned))
-                outcomes: list[Settled] = [*planned]
+                outcomes: t.Sequence[Settled] = planned
             else:
                 outcomes = list(self.deliver(batch.items))
                 self._check_outcomes(batch.items, outcomes)
